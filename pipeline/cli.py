@@ -19,7 +19,7 @@ from pipeline.errors import ZhijianError
 
 app = typer.Typer(help="Zhijian (质检): quality assurance for property-management customer service.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-console = Console(stderr=True)
+console = Console(stderr=True, width=max(120, Console(stderr=True).width))
 log = logging.getLogger("zhijian")
 
 DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL (default: SQLite in the data dir)")]
@@ -48,9 +48,9 @@ def _agent_table(db: str | None, date: str) -> Table:
     for col in ("agent", "name", "team", "conv.", "score", "critical", "rude turns", "escal.", "weakest items"):
         table.add_column(col, justify="right" if col in ("conv.", "score", "critical", "rude turns", "escal.") else "left")
     for r in rows:
-        rates = sorted(r.item_rates.items(), key=lambda kv: kv[1])
+        rates = sorted(r.script.items(), key=lambda kv: kv[1])
         weakest = ", ".join(f"{k} {v:.0%}" for k, v in rates[:2] if v < 1.0) or "—"
-        table.add_row(r.agent_id, r.agent_name, r.team, str(r.conversations), f"{r.score:.1f}",
+        table.add_row(r.agent_id, r.agent_name, r.team, str(r.conversations), f"{r.score:.1f}" if r.score is not None else "—",
                       str(r.critical), str(r.courtesy_violations), str(r.escalations), weakest)
     return table
 
@@ -64,7 +64,10 @@ def run(
 ) -> None:
     """Run the nightly flow over INBOX/<date>/ and store the results."""
     _setup_logging(verbose)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # An ephemeral Prefect API, quiet, and nothing phoned home (the machine may have no network).
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     from flows.nightly import nightly, on_progress
     from pipeline.ingest import discover
 
@@ -134,7 +137,9 @@ def transcribe(
                                 audio_path=str(path), audio_layout=layout)  # type: ignore[arg-type]
         try:
             tr = transcribe_call(meta, settings)
-        except InputError as e:
+        except Exception as e:  # report every file; one bad recording does not stop the rest
+            if not isinstance(e, InputError):
+                e = InputError("E099", path, detail=f"{type(e).__name__}: {e}")
             failed += 1
             console.print(f"[red]{e}[/red]")
             sys.stdout.write(json.dumps({"file": str(path), "error": e.code, "message": str(e)}, ensure_ascii=False) + "\n")

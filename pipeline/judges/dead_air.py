@@ -12,7 +12,7 @@ VERSION = "1"
 class DeadAirJudge:
     name = "dead_air"
     version = VERSION
-    produces = ("dead_air",)
+    produces: tuple[str, ...] = ("dead_air",)
 
     def __init__(self, settings: Settings) -> None:
         self.min_seconds = settings.audio.dead_air_seconds

@@ -4,7 +4,7 @@ these classes describe the same schema for queries, and a test checks the two ag
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -66,7 +66,7 @@ class Base(DeclarativeBase):
     # Plain JSON, not JSONB: PostgreSQL's json keeps the text as written, so export records come back
     # with their keys in the original order.
     # none_as_null: a missing value is SQL NULL, never the JSON text 'null'.
-    type_annotation_map = {
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
         dict[str, Any]: JSON(none_as_null=True),
         Any: JSON(none_as_null=True),
         dt.datetime: UtcDateTime,
