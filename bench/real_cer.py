@@ -37,8 +37,11 @@ def main() -> int:
     refs = kaldi(REAL / "fireredasr" / "wav") | kaldi(REAL / "magicdata_cs_speech")
     files = sorted(refs)
     t0 = time.monotonic()
-    out = subprocess.run([str(Path(sys.executable).parent / "zhijian"), "transcribe", "--layout", "mono",
-                          *map(str, files)], capture_output=True, text=True).stdout  # a failed file counts as all deleted
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "zhijian"), "transcribe", "--layout", "mono", *map(str, files)],
+        capture_output=True,
+        text=True,
+    ).stdout  # a failed file counts as all deleted
     wall = time.monotonic() - t0
     records = [json.loads(line) for line in out.splitlines() if line.strip()]
     missing = set(files) - {Path(r["file"]) for r in records}
@@ -51,8 +54,10 @@ def main() -> int:
         ref = norm(refs[Path(rec["file"])])
         errors += edit_distance(ref, hyp)
         chars += len(ref)
-    print(f"files {len(files)}  transcribed {len(files) - len(missing)}  CER {errors / chars:.4f}  (bare faster-whisper base: 0.106; target <= 0.11)  "
-          f"wall {wall:.1f} s")
+    print(
+        f"files {len(files)}  transcribed {len(files) - len(missing)}  CER {errors / chars:.4f}  "
+        f"(bare faster-whisper base: 0.106; target <= 0.11)  wall {wall:.1f} s"
+    )
     return 0
 
 

@@ -109,7 +109,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None) -> d
         _tick("ingest", f.conversation_id, False)
 
     # Recognition runs in a bounded pool: the model is loaded once and shared, so the limit is memory/CPU.
-    runner = ThreadPoolTaskRunner(max_workers=settings.transcribe_concurrency)
+    runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=settings.transcribe_concurrency)
     transcripts: list[Transcript] = list(chats)
     with runner:
         futures = [runner.submit(transcribe, parameters={"job": job, "settings": settings}) for job in calls]

@@ -103,7 +103,7 @@ def _cuda_available() -> bool:
 
 
 @lru_cache(maxsize=2)
-def load_model(name: str, cache: Path, device: str = "auto", compute_type: str = "auto", cpu_threads: int = 0):  # type: ignore[no-untyped-def]
+def load_model(name: str, cache: Path, device: str = "auto", compute_type: str = "auto", cpu_threads: int = 0):
     """The recogniser, loaded once per process."""
     from faster_whisper import WhisperModel
 
@@ -122,7 +122,7 @@ def load_model(name: str, cache: Path, device: str = "auto", compute_type: str =
 
 
 @lru_cache(maxsize=1)
-def _t2s():  # type: ignore[no-untyped-def]
+def _t2s():
     import opencc
 
     return opencc.OpenCC("t2s")
@@ -168,9 +168,10 @@ def stereo_utterances(masks: Sequence[np.ndarray], max_gap: float) -> list[Utter
     for ch in (0, 1):
         other = masks[1 - ch]
         stretches = [(sp.start, sp.end, ch) for sp in audio_mod.spans(masks[ch])]
-        for s, e, _ in _merge_stretches(
-            stretches, max_gap, interrupted=lambda a, b, o=other: _voiced_between(o, a, b) >= MIN_INTERRUPTION_S
-        ):
+        def interrupted(a: float, b: float, o: np.ndarray = other) -> bool:
+            return _voiced_between(o, a, b) >= MIN_INTERRUPTION_S
+
+        for s, e, _ in _merge_stretches(stretches, max_gap, interrupted=interrupted):
             out.append(Utterance(channel=ch, voice=ch, start=s, end=e))
     return sorted(out, key=lambda u: u.start)
 
@@ -195,7 +196,7 @@ class Heard:
     confidence: float
 
 
-def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: TranscribeOptions) -> list[Heard]:  # type: ignore[no-untyped-def]
+def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: TranscribeOptions) -> list[Heard]:
     """Text for each utterance of one channel (batched: every utterance is decoded on its own)."""
     from faster_whisper import BatchedInferencePipeline
 
@@ -261,7 +262,7 @@ def to_turns(heard: Sequence[Heard], roles: Sequence[Role]) -> list[Turn]:
     return [t.model_copy(update={"index": i}) for i, t in enumerate(turns)]
 
 
-def transcribe_stereo(model, decoded: audio_mod.DecodedAudio, masks: Sequence[np.ndarray],  # type: ignore[no-untyped-def]
+def transcribe_stereo(model, decoded: audio_mod.DecodedAudio, masks: Sequence[np.ndarray],
                       roles: tuple[Role, Role], options: TranscribeOptions) -> list[Turn]:
     utterances = stereo_utterances(masks, options.max_turn_pause)
     heard: list[Heard] = []
@@ -270,7 +271,7 @@ def transcribe_stereo(model, decoded: audio_mod.DecodedAudio, masks: Sequence[np
     return to_turns(heard, [roles[h.utterance.channel] for h in heard])
 
 
-def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,  # type: ignore[no-untyped-def]
+def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,
                     options: TranscribeOptions) -> list[Turn]:
     utterances, two = mono_utterances(decoded.samples[0], mask, options.max_turn_pause)
     heard = recognise(model, decoded.samples[0], utterances, options)

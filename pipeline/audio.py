@@ -8,6 +8,7 @@ the two voices actually did, not on gaps between recogniser segments.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import wave
@@ -102,7 +103,7 @@ def decode(path: Path) -> DecodedAudio:
 
 
 @lru_cache(maxsize=1)
-def _vad_model():  # type: ignore[no-untyped-def]
+def _vad_model():
     from faster_whisper.utils import get_assets_path
     from faster_whisper.vad import SileroVADModel
 
@@ -131,7 +132,7 @@ def smooth(mask: np.ndarray, fill_gap_s: float = 0.3, min_run_s: float = 0.12) -
     """Close short gaps inside speech, then drop blips too short to be a syllable."""
     out = mask.copy()
     runs = _runs(out)
-    for (_, e0), (s1, _) in zip(runs, runs[1:], strict=False):
+    for (_, e0), (s1, _) in itertools.pairwise(runs):
         if (s1 - e0) * FRAME_S < fill_gap_s:
             out[e0:s1] = True
     for s, e in _runs(out):
@@ -162,7 +163,7 @@ def mid_call_silences(masks: list[np.ndarray], min_seconds: float) -> list[Span]
     voice = np.logical_or.reduce(masks)
     runs = _runs(voice)
     gaps = []
-    for (_, e0), (s1, _) in zip(runs, runs[1:], strict=False):
+    for (_, e0), (s1, _) in itertools.pairwise(runs):
         if (s1 - e0) * FRAME_S >= min_seconds:
             gaps.append(Span(start=round(e0 * FRAME_S, 2), end=round(s1 * FRAME_S, 2)))
     return gaps
@@ -176,6 +177,6 @@ def audio_facts(audio: DecodedAudio, masks: list[np.ndarray], roles: list[str],
         duration=round(audio.duration, 2),
         sample_rate=audio.source_rate,
         channels=audio.channels,
-        speech={role: spans(m) for role, m in zip(roles, masks, strict=True)},  # type: ignore[misc]
+        speech={role: spans(m) for role, m in zip(roles, masks, strict=True)},
         silences=mid_call_silences(masks, dead_air_seconds),
     )

@@ -17,8 +17,11 @@ from rich.table import Table
 from pipeline.config import get_settings
 from pipeline.errors import ZhijianError
 
-app = typer.Typer(help="Zhijian (质检): quality assurance for property-management customer service.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Zhijian (质检): quality assurance for property-management customer service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console(stderr=True, width=max(120, Console(stderr=True).width))
 log = logging.getLogger("zhijian")
 
@@ -27,8 +30,11 @@ DateOption = Annotated[str, typer.Option("--date", help="the inbox day, YYYY-MM-
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
 
 
@@ -46,12 +52,23 @@ def _agent_table(db: str | None, date: str) -> Table:
         store.close()
     table = Table(title=f"质检 per-agent scores, {date}")
     for col in ("agent", "name", "team", "conv.", "score", "critical", "rude turns", "escal.", "weakest items"):
-        table.add_column(col, justify="right" if col in ("conv.", "score", "critical", "rude turns", "escal.") else "left")
+        table.add_column(
+            col, justify="right" if col in ("conv.", "score", "critical", "rude turns", "escal.") else "left"
+        )
     for r in rows:
         rates = sorted(r.script.items(), key=lambda kv: kv[1])
         weakest = ", ".join(f"{k} {v:.0%}" for k, v in rates[:2] if v < 1.0) or "—"
-        table.add_row(r.agent_id, r.agent_name, r.team, str(r.conversations), f"{r.score:.1f}" if r.score is not None else "—",
-                      str(r.critical), str(r.courtesy_violations), str(r.escalations), weakest)
+        table.add_row(
+            r.agent_id,
+            r.agent_name,
+            r.team,
+            str(r.conversations),
+            f"{r.score:.1f}" if r.score is not None else "—",
+            str(r.critical),
+            str(r.courtesy_violations),
+            str(r.escalations),
+            weakest,
+        )
     return table
 
 
@@ -133,8 +150,15 @@ def transcribe(
     settings = get_settings()
     failed = 0
     for path in files:
-        meta = ConversationMeta(id=path.stem, channel="call", agent_id="", site=site, source=str(path),
-                                audio_path=str(path), audio_layout=layout)  # type: ignore[arg-type]
+        meta = ConversationMeta(
+            id=path.stem,
+            channel="call",
+            agent_id="",
+            site=site,
+            source=str(path),
+            audio_path=str(path),
+            audio_layout=layout,
+        )
         try:
             tr = transcribe_call(meta, settings)
         except Exception as e:  # report every file; one bad recording does not stop the rest
@@ -142,7 +166,9 @@ def transcribe(
                 e = InputError("E099", path, detail=f"{type(e).__name__}: {e}")
             failed += 1
             console.print(f"[red]{e}[/red]")
-            sys.stdout.write(json.dumps({"file": str(path), "error": e.code, "message": str(e)}, ensure_ascii=False) + "\n")
+            sys.stdout.write(
+                json.dumps({"file": str(path), "error": e.code, "message": str(e)}, ensure_ascii=False) + "\n"
+            )
             continue
         turns = [{"role": t.role, "start": t.start, "end": t.end, "text": t.text} for t in tr.turns]
         sys.stdout.write(json.dumps({"file": str(path), "turns": turns}, ensure_ascii=False) + "\n")

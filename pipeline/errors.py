@@ -27,7 +27,7 @@ class Errors:
     E022 = "chat message {index} has unknown role {role!r} (expected 'agent' or 'customer')"
     E023 = "chat session has no messages"
     E030 = "duplicate conversation id {conv_id!r}: already taken by {other}"
-    E040 = "inbox folder does not exist: {path}"
+    E040 = "inbox folder for this day does not exist"
     E041 = "audio_layout {layout!r} is not one of stereo_agent_left, stereo_agent_right, mono"
     E050 = "scorecard is invalid: {detail}"
     E051 = "judge {name!r} is not registered; known judges: {known}"

@@ -108,7 +108,7 @@ def discover(inbox: Path, date: str) -> Iterator[Item]:
     """Every conversation of ``inbox/<date>/``, in a stable order; failures are items too."""
     day = inbox / date
     if not day.is_dir():
-        raise InputError("E040", day, path=day)
+        raise InputError("E040", day)
     seen: dict[str, str] = {}
 
     def unique(item: Item, path: Path) -> Item:

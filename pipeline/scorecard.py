@@ -117,7 +117,7 @@ def score(card: Scorecard, verdict: Verdict, transcript: Transcript) -> Score:
     if unsure or (transcript.turns and len(asr_unsure) / len(transcript.turns) > 0.3):
         flags.append("low_confidence")
     return Score(score=round(value, 1), critical=critical, flags=flags,
-                 deductions=deductions + [{"item": "red_line", "broken": broken}] if broken else deductions)
+                 deductions=[*deductions, {"item": "red_line", "broken": broken}] if broken else deductions)
 
 
 def assemble(date: str, transcript: Transcript, verdict: Verdict, result_score: Score) -> Result:

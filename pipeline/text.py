@@ -48,7 +48,7 @@ def numeral_to_digits(run: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _t2s():  # type: ignore[no-untyped-def]
+def _t2s():
     import opencc
 
     return opencc.OpenCC("t2s")
@@ -83,7 +83,7 @@ def lexicon_words(path: Path) -> list[str]:
 
 
 @lru_cache(maxsize=2)
-def load_nlp(lexicon: Path):  # type: ignore[no-untyped-def]
+def load_nlp(lexicon: Path):
     """spaCy's Chinese pipeline with jieba and the domain words; built once per process."""
     import jieba
     import spacy
