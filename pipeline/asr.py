@@ -14,18 +14,20 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline import audio as audio_mod
+from pipeline import roles
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InputError
+from pipeline.roles import TextRoleModel
 from pipeline.schema import ConversationMeta, Role, Transcript, Turn
 
 log = logging.getLogger("zhijian")
@@ -38,6 +40,8 @@ PAD_S = 0.4  # audio kept either side of an utterance so first and last syllable
 MAX_UTTERANCE_S = 28.0  # Whisper hears 30 s at a time
 MIN_INTERRUPTION_S = 0.3  # this much speech from the other side ends a turn
 NO_SPEECH_PROB = 0.6
+MONO_GROUP_GAP_S = 1.0  # mono stretches closer than this are recognised together (context helps)
+MONO_TURN_GAP_S = 3.0  # a speaker's consecutive stretches closer than this are one turn
 
 
 @dataclass(frozen=True)
@@ -176,19 +180,6 @@ def stereo_utterances(masks: Sequence[np.ndarray], max_gap: float) -> list[Utter
     return sorted(out, key=lambda u: u.start)
 
 
-def mono_utterances(x: np.ndarray, mask: np.ndarray, max_gap: float) -> tuple[list[Utterance], bool]:
-    """Voiced stretches labelled with a voice by pitch; the flag says whether two voices were found."""
-    from pipeline import diarize
-
-    spans = [(sp.start, sp.end) for sp in audio_mod.spans(mask)]
-    labels = diarize.voices(x, spans)
-    two = labels is not None
-    stretches = [(s, e, labels[i] if labels else 0) for i, (s, e) in enumerate(spans)]
-    # one voice: keep stretches apart at shorter pauses so the text cues can still tell turns apart
-    merged = _merge_stretches(stretches, max_gap if two else min(max_gap, 0.6))
-    return [Utterance(channel=0, voice=v, start=s, end=e) for s, e, v in merged], two
-
-
 @dataclass(frozen=True)
 class Heard:
     utterance: Utterance
@@ -196,29 +187,36 @@ class Heard:
     confidence: float
 
 
-def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: TranscribeOptions) -> list[Heard]:
-    """Text for each utterance of one channel (batched: every utterance is decoded on its own)."""
-    from faster_whisper import BatchedInferencePipeline
-
-    if not utterances:
-        return []
-    duration = len(x) / audio_mod.SAMPLE_RATE
-    # Pad each utterance so its first and last syllables are whole, but never into its neighbour.
+def _clips(utterances: Sequence[Utterance], duration: float) -> list[dict[str, float]]:
+    """Pad each utterance so its first and last syllables are whole, but never into its neighbour."""
     clips = []
     for i, u in enumerate(utterances):
-        lo = utterances[i - 1].end if i else 0.0
-        hi = utterances[i + 1].start if i + 1 < len(utterances) else duration
-        clips.append({"start": max(lo, u.start - PAD_S, (lo + u.start) / 2 if i else 0.0),
-                      "end": min(hi, u.end + PAD_S, (u.end + hi) / 2 if i + 1 < len(utterances) else duration)})
+        lo = (utterances[i - 1].end + u.start) / 2 if i else 0.0
+        hi = (u.end + utterances[i + 1].start) / 2 if i + 1 < len(utterances) else duration
+        clips.append({"start": max(lo, u.start - PAD_S), "end": min(hi, u.end + PAD_S)})
+    return clips
+
+
+def _decode(model, x: np.ndarray, clips: list[dict[str, float]], options: TranscribeOptions,
+            words: bool) -> list[Any]:
+    """Batched decoding: every clip on its own (no text carried across turns), skipping what Whisper calls silence."""
+    from faster_whisper import BatchedInferencePipeline
+
     segments, _ = BatchedInferencePipeline(model).transcribe(
         x, language=options.language, beam_size=options.beam_size, clip_timestamps=clips,
-        batch_size=options.batch_size, hotwords=options.prompt, without_timestamps=True,
+        batch_size=options.batch_size, hotwords=options.prompt, without_timestamps=True, word_timestamps=words,
     )
+    return [seg for seg in segments if not (seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < -1.0)]
+
+
+def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: TranscribeOptions) -> list[Heard]:
+    """Text for each utterance of one channel."""
+    if not utterances:
+        return []
+    clips = _clips(utterances, len(x) / audio_mod.SAMPLE_RATE)
     texts: list[list[tuple[str, float]]] = [[] for _ in clips]
     starts = np.array([c["start"] for c in clips])
-    for seg in segments:
-        if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < -1.0:
-            continue  # the recogniser itself says there is no speech here
+    for seg in _decode(model, x, clips, options, words=False):
         texts[int(np.abs(starts - seg.start).argmin())].append((seg.text, float(np.exp(seg.avg_logprob))))
     heard: list[Heard] = []
     for u, parts in zip(utterances, texts, strict=True):
@@ -228,54 +226,64 @@ def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: Tr
     return heard
 
 
-AGENT_CUES = re.compile(
-    r"(物业|客服|服务中心|管家|前台|工号|为您服务|有什么可以帮|请问您|您好|感谢您的来电|还有其他|还有什么|"
-    r"给您|帮您|我们这边|师傅|登记|派单|安排)"
-)
-CUSTOMER_CUES = re.compile(r"(我家|我们家|我住|你们物业|你们|我要投诉|我想问|我姓|我的车|怎么回事)")
-
-
-def agent_likeness(text: str) -> int:
-    return len(AGENT_CUES.findall(text)) - len(CUSTOMER_CUES.findall(text))
-
-
-def roles_for_voices(heard: Sequence[Heard], two_voices: bool) -> list[Role]:
-    """Mono roles: the voice whose words sound like the desk is the agent; else the first speaker."""
-    if not heard:
-        return []
-    if not two_voices:
-        return ["agent" if agent_likeness(h.text) > 0 else "customer" for h in heard]
-    score = {0: 0, 1: 0}
-    for h in heard:
-        score[h.utterance.voice] += agent_likeness(h.text)
-    agent_voice = heard[0].utterance.voice if score[0] == score[1] else max(score, key=lambda v: score[v])
-    return ["agent" if h.utterance.voice == agent_voice else "customer" for h in heard]
-
-
-def to_turns(heard: Sequence[Heard], roles: Sequence[Role]) -> list[Turn]:
+def to_turns(heard: Sequence[Heard], speakers: Sequence[Role]) -> list[Turn]:
     turns = [
         Turn(index=0, role=role, text=h.text, start=round(h.utterance.start, 2), end=round(h.utterance.end, 2),
              confidence=h.confidence)
-        for h, role in zip(heard, roles, strict=True)
+        for h, role in zip(heard, speakers, strict=True)
     ]
     turns.sort(key=lambda t: (t.start or 0.0, t.end or 0.0))
     return [t.model_copy(update={"index": i}) for i, t in enumerate(turns)]
 
 
 def transcribe_stereo(model, decoded: audio_mod.DecodedAudio, masks: Sequence[np.ndarray],
-                      roles: tuple[Role, Role], options: TranscribeOptions) -> list[Turn]:
+                      channel_roles: tuple[Role, Role], options: TranscribeOptions) -> list[Turn]:
     utterances = stereo_utterances(masks, options.max_turn_pause)
     heard: list[Heard] = []
     for ch in (0, 1):
         heard += recognise(model, decoded.samples[ch], [u for u in utterances if u.channel == ch], options)
-    return to_turns(heard, [roles[h.utterance.channel] for h in heard])
+    return to_turns(heard, [channel_roles[h.utterance.channel] for h in heard])
 
 
 def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,
-                    options: TranscribeOptions) -> list[Turn]:
-    utterances, two = mono_utterances(decoded.samples[0], mask, options.max_turn_pause)
-    heard = recognise(model, decoded.samples[0], utterances, options)
-    return to_turns(heard, roles_for_voices(heard, two))
+                    options: TranscribeOptions, role_model: TextRoleModel) -> list[Turn]:
+    """One line, two voices: recognise with word times, then give each voiced stretch a speaker.
+
+    Whole stretches of voice ("atoms") are the unit: pitch clusters them into two voices, the words in
+    each say whether it sounds like the desk, and a turn-taking prior ties them together (``roles``).
+    """
+    from pipeline import diarize
+
+    x = decoded.samples[0]
+    stretches = [(sp.start, sp.end) for sp in audio_mod.spans(mask)]
+    if not stretches:
+        return []
+    groups = _merge_stretches([(s, e, 0) for s, e in stretches], MONO_GROUP_GAP_S)
+    utterances = [Utterance(channel=0, voice=0, start=s, end=e) for s, e, _ in groups]
+    ends = np.array([e for _, e in stretches])
+    atom_words: list[list[tuple[str, float]]] = [[] for _ in stretches]
+    for seg in _decode(model, x, _clips(utterances, decoded.duration), options, words=True):
+        for w in seg.words or []:
+            # DTW puts a word's start early across a pause; its end is reliable: the atom it ends in
+            t = float(w.end) - 0.05
+            k = min(int(np.searchsorted(ends, t)), len(stretches) - 1)
+            atom_words[k].append((w.word, float(w.probability)))
+    features = diarize.voice_features(x, stretches)
+    atoms = [roles.Atom(start=s, end=e, text=to_simplified("".join(w for w, _ in ws)).strip(), features=features[i])
+             for i, ((s, e), ws) in enumerate(zip(stretches, atom_words, strict=True))]
+    kept = [(a, ws) for a, ws in zip(atoms, atom_words, strict=True) if a.text]
+    labels = roles.label_atoms([a for a, _ in kept], role_model)
+    turns: list[Turn] = []
+    for (atom, ws), role in zip(kept, labels, strict=True):
+        prob = float(np.mean([p for _, p in ws]))
+        if turns and turns[-1].role == role and atom.start - (turns[-1].end or 0) < MONO_TURN_GAP_S:
+            last = turns[-1]
+            turns[-1] = last.model_copy(update={"text": last.text + atom.text, "end": round(atom.end, 2),
+                                                "confidence": round(min(last.confidence, prob), 3)})
+        else:
+            turns.append(Turn(index=0, role=role, text=atom.text, start=round(atom.start, 2),
+                              end=round(atom.end, 2), confidence=round(prob, 3)))
+    return [t.model_copy(update={"index": i}) for i, t in enumerate(turns)]
 
 
 def ensure_speech(turns: list[Turn], path: Path) -> list[Turn]:
@@ -303,8 +311,10 @@ def transcribe_call(meta: ConversationMeta, settings: Settings) -> Transcript:
     if layout == "mono" and decoded.channels == 2:  # a mono call stored as two identical channels
         masks = [np.logical_or(masks[0], masks[1])]
         decoded = audio_mod.DecodedAudio(decoded.samples.mean(axis=0, keepdims=True), decoded.source_rate, path)
-    roles: tuple[Role, Role] = ("agent", "customer") if layout == "stereo_agent_left" else ("customer", "agent")
-    facts = audio_mod.audio_facts(decoded, masks, list(roles) if layout != "mono" else ["mixed"],
+    channel_roles: tuple[Role, Role] = (
+        ("agent", "customer") if layout == "stereo_agent_left" else ("customer", "agent")
+    )
+    facts = audio_mod.audio_facts(decoded, masks, list(channel_roles) if layout != "mono" else ["mixed"],
                                   settings.audio.dead_air_seconds)
     cfg = settings.asr
     model = load_model(cfg.model, settings.model_cache, cfg.device, cfg.compute_type, cfg.cpu_threads)
@@ -313,7 +323,8 @@ def transcribe_call(meta: ConversationMeta, settings: Settings) -> Transcript:
         prompt=domain_prompt(meta.site, settings.lexicon_path) if cfg.use_domain_prompt else None,
     )
     if layout == "mono":
-        turns = transcribe_mono(model, decoded, masks[0], options)
+        role_model = roles.load_text_role_model(settings.role_model_path)
+        turns = transcribe_mono(model, decoded, masks[0], options, role_model)
     else:
-        turns = transcribe_stereo(model, decoded, masks, roles, options)
+        turns = transcribe_stereo(model, decoded, masks, channel_roles, options)
     return Transcript(meta=meta, turns=ensure_speech(turns, path), audio=facts, asr_model=cfg.model)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RESOURCES = Path(__file__).parent / "resources"
+MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 def _default_data_dir() -> Path:
@@ -63,9 +64,11 @@ class Settings(BaseSettings):
     rules_path: Path = RESOURCES / "rules.yaml"
     scorecard_path: Path = RESOURCES / "scorecard.yaml"
     lexicon_path: Path = RESOURCES / "lexicon.txt"
+    role_model_path: Path = Field(MODELS / "role_text" / "role_nb.json",
+                                  description="text role model for mono calls (python -m pipeline.roles train)")
     transcribe_concurrency: int = Field(1, ge=1, description="calls transcribed at once (model memory)")
 
-    @field_validator("rules_path", "scorecard_path", "lexicon_path")
+    @field_validator("rules_path", "scorecard_path", "lexicon_path", "role_model_path")
     @classmethod
     def _must_exist(cls, p: Path) -> Path:
         if not p.is_file():

@@ -55,7 +55,7 @@ def _load(path: Path) -> Scorecard:
             low_score_below=float(raw["flags"]["low_score_below"]),
             low_confidence_below=float(raw["flags"]["low_confidence_below"]),
         )
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError, ValueError) as e:
         raise ConfigError("E050", path, detail=f"{type(e).__name__}: {e}") from None
     return card
 
