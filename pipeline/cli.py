@@ -88,6 +88,9 @@ def run(
     from flows.nightly import nightly, on_progress
     from pipeline.ingest import discover
 
+    # the ephemeral API's services log their own shutdown as errors; they are not the night's errors
+    logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+
     try:
         total = sum(1 for _ in discover(inbox, date))
     except ZhijianError as e:

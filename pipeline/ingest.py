@@ -114,7 +114,9 @@ def discover(inbox: Path, date: str) -> Iterator[Item]:
     def unique(item: Item, path: Path) -> Item:
         conv_id = item.conversation_id if isinstance(item, Failure) else item.meta.id
         if conv_id in seen:
-            return failure(conv_id, path, InputError("E030", path, conv_id=conv_id, other=seen[conv_id]))
+            # the id is taken: the duplicate is recorded under a name of its own so it is kept, not lost
+            err = InputError("E030", path, conv_id=conv_id, other=seen[conv_id])
+            return failure(f"{conv_id}~{path.name}", path, err)
         seen[conv_id] = str(path)
         return item
 

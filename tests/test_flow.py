@@ -135,8 +135,8 @@ def test_rerun_leaves_the_same_rows(night: Night) -> None:
 
 
 def test_duplicate_id_does_not_stop_the_night(tmp_path: Path, settings: Settings) -> None:
-    """Two chats claim one id: the first is analysed, the second is an E030 failure, and the night
-    is stored (the store holds one row per id, so the duplicate lives in the summary and the log)."""
+    """Two chats claim one id: the first is analysed, the second is an E030 failure kept in the store
+    under a name of its own (id~file), and the night goes on."""
     from flows.nightly import nightly
 
     day = tmp_path / "inbox" / DAY
@@ -149,8 +149,9 @@ def test_duplicate_id_does_not_stop_the_night(tmp_path: Path, settings: Settings
 
     assert (summary["conversations"], summary["analysed"], summary["failed"]) == (3, 2, 1)
     [dup] = summary["failures"]
-    assert (dup["conversation_id"], dup["code"]) == ("W-dup", "E030")
+    assert (dup["conversation_id"], dup["code"]) == ("W-dup~W-b.json", "E030")
     assert str(day / "chats" / "W-b.json") in dup["message"]
     with Store(db_url) as store:
         assert [r["id"] for r in store.results(DAY)] == ["W-dup", "W-other"]
         assert store.results(DAY)[0]["agent_id"] == "A101"
+        assert [(f.conversation_id, f.code) for f in store.failures(DAY)] == [("W-dup~W-b.json", "E030")]

@@ -210,7 +210,7 @@ def chat_no_messages(day: Path) -> Case:
 def duplicate_id(day: Path) -> Case:
     write_chat(day / "chats" / "W-a.json", "W-dup")
     path = write_chat(day / "chats" / "W-b.json", "W-dup")
-    return "W-dup", path, "ingest"
+    return "W-dup~W-b.json", path, "ingest"
 
 
 BAD_INPUTS: dict[str, tuple[Callable[[Path], Case], str]] = {
@@ -277,5 +277,5 @@ def test_chat_and_call_sharing_an_id(tmp_path: Path) -> None:
     chat = write_chat(day / "chats" / "W-clash.json", conv_id)
     items = list(discover(tmp_path, DAY))
     [f] = [i for i in items if isinstance(i, Failure)]
-    assert (f.conversation_id, f.code, f.source) == (conv_id, "E030", str(chat))
+    assert (f.conversation_id, f.code, f.source) == (f"{conv_id}~W-clash.json", "E030", str(chat))
     assert [i.meta.id for i in items if isinstance(i, CallJob)] == [conv_id]
