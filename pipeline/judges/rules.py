@@ -157,6 +157,7 @@ class Rules:
     rude: list[Weighted]
     soft: list[Weighted]
     rude_whole: re.Pattern[str]
+    forbidden: list[re.Pattern[str]]
     # emotion
     emo_punctuated: re.Pattern[str]
     emo_t_punct: tuple[float, float]  # (angry, dissatisfied) thresholds for punctuated text
@@ -268,6 +269,7 @@ def load_rules(path: Path) -> Rules:
         rude=r.weighted(cour, "patterns", "courtesy"),
         soft=r.weighted(cour, "softeners", "courtesy"),
         rude_whole=whole_re,
+        forbidden=r.patterns(cour, "forbidden", "courtesy"),
         emo_punctuated=r.regex(emo.get("punctuated_if"), "emotion.punctuated_if"),
         emo_t_punct=(r.number(emo_p, "angry", "emotion.thresholds.punctuated", 1e-6),
                      r.number(emo_p, "dissatisfied", "emotion.thresholds.punctuated", 1e-6)),
@@ -447,6 +449,8 @@ class RulesJudge:
     # -- courtesy --------------------------------------------------------------------------------
     def _rude_score(self, t: _T) -> float:
         r = self.rules
+        if _any(r.forbidden, t.flat):
+            return r.rude_threshold + 3  # a 服务禁语 is a red line: no softener makes it polite
         if r.rude_whole.match(t.flat):
             return r.rude_threshold
         s = _score(r.rude, t.flat)
