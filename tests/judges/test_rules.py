@@ -114,16 +114,26 @@ def test_rude_push_fails_ownership_and_courtesy(judge: RulesJudge) -> None:
     assert one(findings, "customer_emotion").value == "angry"
 
 
-def test_polite_uses_of_forbidden_words_are_not_flagged(judge: RulesJudge) -> None:
+def test_polite_rules_talk_is_not_flagged(judge: RulesJudge) -> None:
     findings = judge(convo(
         (A, "您好，锦绣江南客服中心，请讲。"),
         (C, "我想问一下上个月的公摊电费怎么这么高？"),
-        (A, "这个我不知道具体情况，我马上帮您查一下。"),
         (A, "按规定需要核对电表读数，麻烦您稍等。"),
         (A, "非常抱歉让您久等，今天下午五点前我把明细发到您手机上。"),
-        (A, "路灯这个确实不归我们物业管，不过我可以帮您联系一下供电局。"),
     ))
     assert rude_turns(findings) == []
+
+
+def test_forbidden_phrases_are_red_lines_even_when_softened(judge: RulesJudge) -> None:
+    """Spec §3: a turn that uses a 服务禁语 is a violation, whatever politeness surrounds it."""
+    findings = judge(convo(
+        (A, "您好，锦绣江南客服中心，请讲。"),
+        (C, "路灯坏了，上个月的公摊电费也不对。"),
+        (A, "这个我不知道具体情况，我马上帮您查一下。"),
+        (A, "路灯这个确实不归我们物业管，不过我可以帮您联系一下供电局。"),
+        (A, "您急什么，我这不是正在查嘛，您稍等。"),
+    ))
+    assert rude_turns(findings) == [2, 3, 4]
     assert one(findings, "script.ownership").value is True  # redirected, but the agent follows it up
 
 
