@@ -299,6 +299,8 @@ def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,
         return []
     # recognise stretches close together as one piece (context helps), then give each word to its stretch
     groups = [(s, e) for s, e, _ in _merge_stretches([(s, e, 0) for s, e in stretches], MONO_GROUP_GAP_S)]
+    if decoded.duration <= PACK_S:
+        groups = [(0.0, decoded.duration)]  # it fits one window anyway: hear it whole, edges included
     atom_ends = np.array([e for _, e in stretches])
     atom_words: list[list[Word]] = [[] for _ in stretches]
     for group in recognise_spans(model, x, groups, options):
@@ -356,7 +358,9 @@ def transcribe_call(meta: ConversationMeta, settings: Settings) -> Transcript:
     model = load_model(cfg.model, settings.model_cache, cfg.device, cfg.compute_type, cfg.cpu_threads)
     options = TranscribeOptions(
         beam_size=cfg.beam_size, max_turn_pause=cfg.max_turn_pause,
-        prompt=domain_prompt(meta.site, settings.lexicon_path) if cfg.use_domain_prompt else None,
+        # hot words only where we know it is a property-service call (a sidecar's site, or --site):
+        # on other speech the trade's words only pull the decoder off course
+        prompt=domain_prompt(meta.site, settings.lexicon_path) if cfg.use_domain_prompt and meta.site else None,
     )
     if layout == "mono":
         role_model = roles.load_text_role_model(settings.role_model_path)

@@ -145,16 +145,28 @@ def spans(mask: np.ndarray) -> list[Span]:
     return [Span(start=round(s * FRAME_S, 2), end=round(e * FRAME_S, 2)) for s, e in _runs(mask)]
 
 
+def hysteresis(prob: np.ndarray, threshold: float, release: float = 0.15) -> np.ndarray:
+    """Speech starts where the probability reaches ``threshold`` and lasts while it stays above
+    ``threshold - release`` (as Silero's own segmenter does), so a softly spoken word mid-sentence stays in."""
+    low = prob >= max(0.01, threshold - release)
+    high = prob >= threshold
+    out = np.zeros_like(low)
+    for s, e in _runs(low):
+        if high[s:e].any():
+            out[s:e] = True
+    return out
+
+
 def voice_masks(audio: DecodedAudio, vad_threshold: float, crosstalk_db: float) -> list[np.ndarray]:
     """One boolean frame mask per channel: where that channel's own speaker is talking."""
-    probs = [speech_probability(ch) for ch in audio.samples]
+    probs = [hysteresis(speech_probability(ch), vad_threshold) for ch in audio.samples]
     if audio.channels == 1:
-        return [smooth(probs[0] >= vad_threshold)]
+        return [smooth(probs[0])]
     levels = [frame_level_db(ch) for ch in audio.samples]
     masks = []
     for me, other in ((0, 1), (1, 0)):
         own = levels[me] >= levels[other] - crosstalk_db
-        masks.append(smooth((probs[me] >= vad_threshold) & own))
+        masks.append(smooth(probs[me] & own))
     return masks
 
 
