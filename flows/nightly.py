@@ -126,15 +126,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None) -> d
             log.exception("judging %s failed", t.meta.id)
             err = InputError("E099", t.meta.source, detail=f"{type(e).__name__}: {e}")
             failures.append(failure(t.meta.id, Path(t.meta.source), err, stage="judge"))
-    # The store holds one row per id: a duplicate (E030) of an id already taken stays in the summary and
-    # the log, so that it does not make the store refuse the whole night.
-    taken = {a.result.id for a in analyses}
-    to_store: list[Failure] = []
-    for f in sorted(failures, key=lambda f: f.code == "E030"):
-        if f.conversation_id not in taken:
-            taken.add(f.conversation_id)
-            to_store.append(f)
-    store_day(url, day, analyses, to_store, _failure_meta(items))
+    store_day(url, day, analyses, failures, _failure_meta(items))
     summary = {
         "date": day, "db": url, "conversations": len(items), "analysed": len(analyses),
         "failed": len(failures), "calls": len(calls), "chats": len(chats),

@@ -30,6 +30,7 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError, InputError
 from pipeline.roles import TextRoleModel
 from pipeline.schema import ConversationMeta, Role, Transcript, Turn, Word
+from pipeline.text import lexicon_words, to_simplified
 
 log = logging.getLogger("zhijian")
 
@@ -60,7 +61,7 @@ class TranscribeOptions:
 
     beam_size: int = 5
     prompt: str | None = None
-    max_turn_pause: float = 2.0
+    max_turn_pause: float = 1.0
     batch_size: int = 8
     language: str = "zh"
 
@@ -128,39 +129,26 @@ def load_model(name: str, cache: Path, device: str = "auto", compute_type: str =
     return model
 
 
-@lru_cache(maxsize=1)
-def _t2s():
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
-def to_simplified(text: str) -> str:
-    return str(_t2s().convert(text))
-
-
 @dataclass(frozen=True)
 class Utterance:
     """A stretch of one voice, sent to the recogniser as one piece."""
 
     channel: int
-    voice: int
     start: float
     end: float
 
 
-def _merge_stretches(stretches: Sequence[tuple[float, float, int]], max_gap: float,
-                     interrupted: Callable[[float, float], bool] | None = None) -> list[tuple[float, float, int]]:
-    """Join consecutive stretches of the same voice into utterances of at most MAX_UTTERANCE_S."""
-    out: list[tuple[float, float, int]] = []
-    for s, e, v in stretches:
+def _merge_stretches(stretches: Sequence[tuple[float, float]], max_gap: float,
+                     interrupted: Callable[[float, float], bool] | None = None) -> list[tuple[float, float]]:
+    """Join consecutive stretches of one channel into utterances of at most MAX_UTTERANCE_S."""
+    out: list[tuple[float, float]] = []
+    for s, e in stretches:
         if out:
-            ps, pe, pv = out[-1]
-            if (pv == v and s - pe < max_gap and e - ps <= MAX_UTTERANCE_S
-                    and not (interrupted and interrupted(pe, s))):
-                out[-1] = (ps, e, v)
+            ps, pe = out[-1]
+            if s - pe < max_gap and e - ps <= MAX_UTTERANCE_S and not (interrupted and interrupted(pe, s)):
+                out[-1] = (ps, e)
                 continue
-        out.append((s, e, v))
+        out.append((s, e))
     return out
 
 
@@ -174,12 +162,13 @@ def stereo_utterances(masks: Sequence[np.ndarray], max_gap: float) -> list[Utter
     out: list[Utterance] = []
     for ch in (0, 1):
         other = masks[1 - ch]
-        stretches = [(sp.start, sp.end, ch) for sp in audio_mod.spans(masks[ch])]
+        stretches = [(sp.start, sp.end) for sp in audio_mod.spans(masks[ch])]
+
         def interrupted(a: float, b: float, o: np.ndarray = other) -> bool:
             return _voiced_between(o, a, b) >= MIN_INTERRUPTION_S
 
-        for s, e, _ in _merge_stretches(stretches, max_gap, interrupted=interrupted):
-            out.append(Utterance(channel=ch, voice=ch, start=s, end=e))
+        for s, e in _merge_stretches(stretches, max_gap, interrupted=interrupted):
+            out.append(Utterance(channel=ch, start=s, end=e))
     return sorted(out, key=lambda u: u.start)
 
 
@@ -298,7 +287,7 @@ def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,
     if not stretches:
         return []
     # recognise stretches close together as one piece (context helps), then give each word to its stretch
-    groups = [(s, e) for s, e, _ in _merge_stretches([(s, e, 0) for s, e in stretches], MONO_GROUP_GAP_S)]
+    groups = _merge_stretches(stretches, MONO_GROUP_GAP_S)
     if decoded.duration <= PACK_S:
         groups = [(0.0, decoded.duration)]  # it fits one window anyway: hear it whole, edges included
     atom_ends = np.array([e for _, e in stretches])
@@ -332,8 +321,6 @@ def ensure_speech(turns: list[Turn], path: Path) -> list[Turn]:
 
 def domain_prompt(site: str, lexicon: Path) -> str:
     """Hot words for the recogniser: the sidecar's site name and the trade's words."""
-    from pipeline.text import lexicon_words
-
     words = [w for w in lexicon_words(lexicon) if not w.isdigit()][:24]
     return " ".join(([site] if site else []) + words)
 

@@ -84,6 +84,15 @@ class Verdict:
         return {it: bool(self.value(f"script.{it}", True)) for it in SCRIPT_ITEMS}
 
 
+def _red_line_broken(item: str, verdict: Verdict) -> bool:
+    """A red line is a courtesy violation, a script item not done, or any other item found true."""
+    if item == "courtesy_violation":
+        return bool(verdict.courtesy)
+    if item.startswith("script."):
+        return not verdict.script()[item.removeprefix("script.")]
+    return bool(verdict.value(item, False))
+
+
 def score(card: Scorecard, verdict: Verdict, transcript: Transcript) -> Score:
     deductions: list[dict[str, Any]] = []
     for item, done in verdict.script().items():
@@ -94,10 +103,7 @@ def score(card: Scorecard, verdict: Verdict, transcript: Transcript) -> Score:
     if verdict.value("dead_air", False):
         deductions.append({"item": "dead_air", "points": card.dead_air})
     value = max(0.0, card.base - sum(d["points"] for d in deductions))
-    broken = [it for it in card.red_line_items
-              if (it == "courtesy_violation" and verdict.courtesy)
-              or (it.startswith("script.") and not verdict.script()[it.split(".", 1)[1]])
-              or (it not in ("courtesy_violation",) and not it.startswith("script.") and verdict.value(it, False))]
+    broken = [it for it in card.red_line_items if _red_line_broken(it, verdict)]
     critical = bool(broken)
     if critical:
         value = min(value, card.cap)

@@ -54,13 +54,17 @@ def _t2s():
     return opencc.OpenCC("t2s")
 
 
+def to_simplified(text: str) -> str:
+    return str(_t2s().convert(text))
+
+
 _FIXES = {"妳": "你", "著急": "着急", "祢": "你"}
 
 
 def normalise(text: str) -> str:
     """Canonical text for the judges (punctuation kept: it carries tone)."""
     s = unicodedata.normalize("NFKC", text)
-    s = str(_t2s().convert(s))
+    s = to_simplified(s)
     for a, b in _FIXES.items():
         s = s.replace(a, b)
 

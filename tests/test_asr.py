@@ -150,14 +150,14 @@ def test_stereo_utterances_split_on_pause_and_interruption() -> None:
 
 
 def test_long_speech_is_cut_before_whisper_window() -> None:
-    stretches = [(float(s), s + 0.8, 0) for s in range(40)]
+    stretches = [(float(s), s + 0.8) for s in range(40)]
     merged = asr._merge_stretches(stretches, max_gap=1.0)
     assert len(merged) > 1
-    assert all(e - s <= asr.MAX_UTTERANCE_S for s, e, _ in merged)
+    assert all(e - s <= asr.MAX_UTTERANCE_S for s, e in merged)
 
 
-def _heard(voice: int, text: str, start: float) -> asr.Heard:
-    return asr.Heard(asr.Utterance(channel=0, voice=voice, start=start, end=start + 1), text, 0.9)
+def _heard(channel: int, text: str, start: float) -> asr.Heard:
+    return asr.Heard(asr.Utterance(channel=channel, start=start, end=start + 1), text, 0.9)
 
 
 def test_to_turns_sorts_and_reindexes() -> None:
