@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -190,6 +190,182 @@ def serve(
     from flows.nightly import nightly
 
     nightly.serve(name="zhijian-nightly", cron=cron, parameters={"inbox": str(inbox), "db_url": _url(db)})
+
+
+@app.command()
+def train(
+    corpus: Annotated[list[Path] | None, typer.Option(
+        "--corpus", help="corpus files or folders (default: models/corpus/conversations)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="model folder to write (default: the configured judge_model_path)")] = None,
+    base: Annotated[Path | None, typer.Option(
+        "--base", help="a pretrained transformers encoder folder to fine-tune, e.g. bert-base-chinese/")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 14,
+    seed: Annotated[int, typer.Option("--seed")] = 13,
+    corrections: Annotated[bool, typer.Option(
+        "--corrections/--no-corrections", help="include reviewers' corrections from the store")] = True,
+    db: DbOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train the learned judge on the corpus (and reviewers' corrections); writes the model folder and its card."""
+    _setup_logging(verbose)
+    from pipeline.corpus import load_corpus
+    from pipeline.training import TrainOptions, corrections_from_store, write_card
+    from pipeline.training import train as train_model
+
+    settings = get_settings()
+    paths = corpus or [settings.corpus_path]
+    try:
+        conversations = load_corpus(paths)
+        from_store = corrections_from_store(_url(db)) if corrections else []
+    except ZhijianError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    target = out or settings.judge_model_path
+    console.print(f"training on {len(conversations)} corpus conversations and {len(from_store)} corrected ones "
+                  f"→ {target}")
+    options = TrainOptions(out=target, base=base, epochs=epochs, seed=seed)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("epochs", total=epochs)
+
+        def tick(epoch: int, total: int, loss: float) -> None:
+            progress.update(bar, completed=epoch, description=f"epoch {epoch}/{total} loss {loss:.3f}")
+
+        try:
+            _, summary = train_model([*conversations, *from_store], options, settings, progress=tick)
+        except ZhijianError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(2) from None
+    card = write_card(target, summary)
+    table = Table(title=f"validation ({summary['conversations']['validation']} held-out conversations)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in summary["validation"].items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+    console.print(f"model written to {target} ({summary['seconds']} s); card: {card}")
+
+
+@app.command()
+def correct(
+    conversation_id: Annotated[str, typer.Argument(help="the conversation's id")],
+    item: Annotated[str, typer.Argument(help="complaint_type | customer_emotion | escalation_risk | dead_air | "
+                                       "courtesy_violation_turns | script.<item>")],
+    value: Annotated[str, typer.Argument(
+        help="the right value: a type, an emotion, true/false, or turn numbers '3,5'")],
+    reason: Annotated[str, typer.Option("--reason", help="why the machine was wrong")] = "",
+    reviewer: Annotated[str, typer.Option("--reviewer", help="who corrects")] = os.environ.get("USER", "reviewer"),
+    db: DbOption = None,
+) -> None:
+    """Record a reviewer's correction of one judgement; `zhijian train` learns from it."""
+    from pipeline.corpus import parse_correction
+    from pipeline.store import Store
+
+    try:
+        human = parse_correction(item, value)
+    except ZhijianError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    store = Store(_url(db))
+    try:
+        row = store.add_correction(conversation_id, item, human, reviewer, reason)
+    except ValueError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
+    console.print(f"correction {row.id}: {conversation_id} {item}: machine {row.machine_value!r} → "
+                  f"{row.human_value!r} ({reviewer})")
+
+
+@app.command(name="eval")
+def evaluate_cmd(
+    inbox: Annotated[Path, typer.Option("--inbox", help="inbox root; the day's folder is inbox/<date>/")],
+    date: DateOption,
+    labels: Annotated[Path, typer.Option("--labels", help="labels.jsonl (spec section 2)")],
+    refs: Annotated[Path | None, typer.Option(
+        "--refs", help="per-turn times of labelled calls (default: refs.jsonl beside the labels)")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        "--cache", help="JSON Lines file of transcripts: read if present, written after recognition")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")] = False,
+    results_out: Annotated[Path | None, typer.Option("--results", help="also write the result records here")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the judges over a labelled day and print precision, recall, F1, the complaint confusion matrix and
+    Cohen's kappa per script item."""
+    _setup_logging(verbose)
+    from pipeline.evaluation import evaluate, load_labels, load_refs
+    from pipeline.judging import judge_day
+
+    try:
+        truth = load_labels(labels)
+        ref = load_refs(refs or labels.parent / "refs.jsonl")
+    except ZhijianError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("judging", total=None)
+
+        def tick(done: int, total: int, conv_id: str) -> None:
+            progress.update(bar, completed=done, total=total, description=f"judging {conv_id}")
+
+        try:
+            results, failures = judge_day(inbox, date, settings, cache=cache, progress=tick)
+        except ZhijianError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(2) from None
+    for f in failures:
+        console.print(f"[yellow]failed[/yellow] {f.conversation_id}: {f.message}")
+    if results_out is not None:
+        results_out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
+    report = evaluate(results, truth, ref)
+    if as_json:
+        sys.stdout.write(json.dumps(report.as_json(), ensure_ascii=False) + "\n")
+        return
+    _print_report(report)
+
+
+def _print_report(report: Any) -> None:
+    out = Console(width=max(120, Console().width))
+    head = Table(title=f"headline ({report.conversations} labelled conversations)")
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    for k, v in report.headline().items():
+        head.add_row(k, f"{v:.4f}")
+    out.print(head)
+
+    def prf_table(title: str, rows: dict[str, Any], extra: dict[str, float] | None = None) -> Table:
+        t = Table(title=title)
+        for col in ("label", "precision", "recall", "F1", "support", *(["kappa"] if extra else [])):
+            t.add_column(col, justify="left" if col == "label" else "right")
+        for name, p in rows.items():
+            cells = [name, f"{p.precision:.3f}", f"{p.recall:.3f}", f"{p.f1:.3f}", str(p.support)]
+            if extra:
+                cells.append(f"{extra[name]:.3f}")
+            t.add_row(*cells)
+        return t
+
+    out.print(prf_table("script items (positive = missed), with Cohen's kappa machine vs labels", report.script,
+                        report.script_kappa))
+    out.print(prf_table("complaint type", report.complaint))
+    types = list(report.complaint_confusion)
+    cm = Table(title="complaint type confusion (rows: label, columns: machine)")
+    cm.add_column("label")
+    for k in types:
+        cm.add_column(k[:6], justify="right")
+    for k in types:
+        cm.add_row(k, *(str(report.complaint_confusion[k][j] or ".") for j in types))
+    out.print(cm)
+    out.print(prf_table("customer emotion", report.emotion))
+    out.print(prf_table("turn-level and conversation flags", {
+        "courtesy_violation (turns)": report.courtesy, "escalation_risk": report.escalation,
+        "dead_air": report.dead_air}))
+    if report.missing:
+        out.print(f"[yellow]{len(report.missing)} labelled conversations have no result[/yellow]: "
+                  + ", ".join(report.missing[:10]))
 
 
 def main() -> None:

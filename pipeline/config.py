@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     lexicon_path: Path = RESOURCES / "lexicon.txt"
     role_model_path: Path = Field(MODELS / "role_text" / "role_nb.json",
                                   description="text role model for mono calls (python -m pipeline.roles train)")
+    corpus_path: Path = Field(MODELS / "corpus" / "conversations", description="training corpus (zhijian train)")
+    judge_model_path: Path = Field(MODELS / "judge", description="the learned judge's model folder (zhijian train)")
     transcribe_concurrency: int = Field(1, ge=1, description="calls transcribed at once (model memory)")
 
     @field_validator("rules_path", "scorecard_path", "lexicon_path", "role_model_path")

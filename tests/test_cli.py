@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,91 @@ def test_transcribe_unknown_layout(tmp_path: Path) -> None:
     assert "quad" in result.output
 
 
-@pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["transcribe", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["transcribe", "--help"], ["train", "--help"],
+                                  ["correct", "--help"], ["eval", "--help"]])
 def test_help(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+# -- learning: correct → train, and eval ----------------------------------------------------------------
+
+TINY = Path(__file__).parent / "fixtures" / "corpus" / "tiny.jsonl"
+
+
+def _night_copy(night: Night, tmp_path: Path) -> str:
+    src = Path(night.db_url.removeprefix("sqlite:///"))
+    dst = tmp_path / "night.db"
+    shutil.copyfile(src, dst)
+    return f"sqlite:///{dst}"
+
+
+def test_correct_records_machine_and_human_values(night: Night, tmp_path: Path) -> None:
+    db = _night_copy(night, tmp_path)
+    result = runner.invoke(app, ["correct", GOOD_CHAT_ID, "complaint_type", "noise", "--reason", "楼上装修噪音",
+                                 "--reviewer", "qa01", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "noise" in result.output
+    from pipeline.store import Store
+
+    with Store(db) as store:
+        [c] = store.corrections()
+    assert (c.conversation_id, c.item, c.human_value, c.reviewer) == (GOOD_CHAT_ID, "complaint_type", "noise", "qa01")
+    assert isinstance(c.machine_value, str)  # what the machine had said
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["W-nope", "complaint_type", "noise"], "no conversation"),
+    ([GOOD_CHAT_ID, "complaint_type", "weather"], "E072"),
+    ([GOOD_CHAT_ID, "script.smile", "true"], "E072"),
+])
+def test_correct_rejects_bad_input(night: Night, tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["correct", *args, "--db", _night_copy(night, tmp_path)])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_train_includes_corrections(night: Night, tmp_path: Path) -> None:
+    db = _night_copy(night, tmp_path)
+    assert runner.invoke(app, ["correct", GOOD_CHAT_ID, "script.restate", "false", "--db", db]).exit_code == 0
+    out = tmp_path / "model"
+    result = runner.invoke(app, ["train", "--corpus", str(TINY), "--out", str(out), "--epochs", "1", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "16 corpus conversations and 1 corrected" in result.output
+    assert (out / "CARD.md").is_file() and (out / "judge.json").is_file()
+
+
+def test_train_with_a_bad_corpus(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n", encoding="utf-8")
+    result = runner.invoke(app, ["train", "--corpus", str(bad), "--out", str(tmp_path / "m"), "--no-corrections"])
+    assert result.exit_code == 2 and "E070" in result.output and "bad.jsonl:1" in result.output
+
+
+def test_eval_prints_agreement_per_label(night: Night, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.jsonl"
+    good = {"id": GOOD_CHAT_ID, "complaint_type": "noise",
+            "script": {"greeting": True, "identity_check": True, "restate": False, "commitment": True,
+                       "ownership": True, "closing": True, "farewell": True},
+            "courtesy_violation_turns": [], "customer_emotion": "dissatisfied", "escalation_risk": False,
+            "dead_air": False}
+    labels.write_text(json.dumps(good, ensure_ascii=False) + "\n", encoding="utf-8")
+    cache = tmp_path / "cache.jsonl"
+    args = ["eval", "--inbox", str(night.inbox), "--date", night.date, "--labels", str(labels), "--cache", str(cache)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for heading in ("script items", "kappa", "complaint type confusion", "customer emotion", "courtesy_violation"):
+        assert heading in result.output
+    assert cache.is_file() and len(cache.read_text(encoding="utf-8").splitlines()) == 2  # the two real calls
+    again = runner.invoke(app, [*args, "--json"])
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert report["headline"]["coverage"] == 1.0
+    assert set(report["script_kappa"]) == {"greeting", "identity_check", "restate", "commitment", "ownership",
+                                           "closing", "farewell"}
+
+
+def test_eval_with_bad_labels(night: Night, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"id": "W1"}\n', encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--inbox", str(night.inbox), "--date", night.date, "--labels", str(labels)])
+    assert result.exit_code == 2 and "E076" in result.output

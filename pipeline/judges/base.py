@@ -7,6 +7,7 @@ judges cover every item of the result record.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -38,18 +39,19 @@ def register(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
     return deco
 
 
-def _load_builtin() -> None:
-    # importing the modules registers them; kept lazy so a judge's heavy imports load only when chosen
-    from pipeline.judges import dead_air, rules  # noqa: F401
+# built-in judges by name → the module that registers them; imported only when chosen, so the rules judge
+# never pays for torch
+_BUILTIN = {"dead_air": "pipeline.judges.dead_air", "rules": "pipeline.judges.rules",
+            "learned": "pipeline.judges.learned"}
 
 
 def judge_names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_BUILTIN))
 
 
 def get_judge(name: str, settings: Settings) -> Judge:
-    _load_builtin()
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
     if name not in _REGISTRY:
         raise ConfigError("E051", name=name, known=", ".join(sorted(_REGISTRY)))
     return _REGISTRY[name](settings)

@@ -27,6 +27,12 @@ from pipeline.schema import COMPLAINT_TYPES, Evidence, Finding, Transcript, Turn
 VERSION = "1"
 _FRAGMENT = 24  # a turn this short (flattened) may be a piece of a longer utterance split by the recogniser
 _CLAUSE = re.compile(r"[，。！？,.!?；;…]+")
+# what ``RulesJudge.turn_features`` returns for each turn, in order (the learned judge reads them as inputs)
+FEATURE_NAMES: tuple[str, ...] = (
+    "greet_hello", "greet_desk", "identity", "restate", "commitment", "push", "closing", "bye", "thanks",
+    "rude", "forbidden", "emo_angry", "emo_dissatisfied", "emo_calm", "escalation", "escalation_negated",
+    *(f"type_{k}" for k in COMPLAINT_TYPES),
+)
 PRODUCES: tuple[str, ...] = (
     "complaint_type", "script.greeting", "script.identity_check", "script.restate", "script.commitment",
     "script.ownership", "script.closing", "script.farewell", "courtesy_violation", "customer_emotion",
@@ -343,6 +349,25 @@ class RulesJudge:
         findings.append(self._emotion(customer))
         findings.append(self._escalation(customer))
         return findings
+
+    def turn_features(self, turns: Sequence[Turn]) -> list[list[float]]:
+        """Each turn's rule evidence as numbers in [0, 1] (``FEATURE_NAMES``): what the rules would say,
+        for a model to weigh against the words."""
+        r = self.rules
+        out = []
+        for turn in turns:
+            t = self._prepare(turn)
+            f, raw = t.flat, t.raw
+            values = [
+                _any(r.greet_hello, f), _any(r.greet_desk, f), _any(r.identity, f), self._is_restate(t),
+                self._is_commitment(t), self._push_score(t) / r.own_threshold, _any(r.closing, f), _any(r.bye, f),
+                _any(r.thanks, f), self._rude_score(t) / r.rude_threshold, _any(r.forbidden, f),
+                _score(r.emo_angry, f) + _score(r.emo_p_angry, raw), _score(r.emo_dis, f) + _score(r.emo_p_dis, raw),
+                _score(r.emo_calm, f), _score(r.esc, f) / r.esc_threshold, _any(r.esc_neg, f),
+                *(_score(r.ct_types.get(k, ()), f) for k in COMPLAINT_TYPES),
+            ]
+            out.append([min(1.0, max(0.0, float(v) / 2)) for v in values])
+        return out
 
     # -- complaint type --------------------------------------------------------------------------
     def _complaint(self, agent: list[_T], customer: list[_T]) -> Finding:

@@ -246,6 +246,12 @@ class Store:
             )
             return [r for r in s.scalars(q) if r is not None]
 
+    def result(self, conversation_id: str) -> dict[str, Any] | None:
+        """The stored export record of one conversation, whatever its day (None if not stored)."""
+        with self._session() as s:
+            row = s.get(ConversationRow, conversation_id)
+            return row.result if row is not None and row.status == "ok" else None
+
     def failures(self, date: str) -> list[Failure]:
         with self._session() as s:
             q = (

@@ -1,0 +1,104 @@
+"""The learned judge with the shipped weights (``models/judge``) on hand-built conversations it never saw:
+paraphrased script lines, implicit rudeness, and the red line that no model may overrule."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pipeline import text
+from pipeline.config import Settings
+from pipeline.judges.base import get_judge
+from pipeline.judges.learned import LearnedJudge
+from pipeline.schema import ConversationMeta, Finding, Transcript, Turn
+
+PUNCT = re.compile(r"[，。！？、；：,.!?;:“”\"'…]+")
+
+
+@pytest.fixture(scope="module")
+def judge(settings: Settings) -> LearnedJudge:
+    j = get_judge("learned", settings)
+    assert isinstance(j, LearnedJudge)
+    return j
+
+
+def convo(*turns: tuple[str, str], asr: bool = False) -> Transcript:
+    meta = ConversationMeta(id="T-1", channel="call" if asr else "chat", agent_id="A001", source="test")
+    out = []
+    for i, (role, s) in enumerate(turns):
+        said = PUNCT.sub("", s) if asr else s
+        out.append(Turn(index=i, role=role, text=said, norm_text=text.normalise(said)))  # type: ignore[arg-type]
+    return Transcript(meta=meta, turns=out)
+
+
+def by_item(findings: list[Finding]) -> dict[str, Finding]:
+    return {f.item: f for f in findings if f.item != "courtesy_violation"}
+
+
+GOOD = [
+    ("agent", "您好，翠湖苑物业服务中心，我是管家小陈，工号023，请讲。"),
+    ("customer", "你好，我家卫生间天花板在往下滴水，好像是楼上渗下来的。"),
+    ("agent", "您先别着急，麻烦告诉我一下您家是几栋几单元几号？"),
+    ("customer", "6栋1单元801。"),
+    ("agent", "好的，我跟您确认一下：6栋1单元801卫生间顶上渗水，怀疑是楼上901漏的，对吗？"),
+    ("customer", "对对，就是这样。"),
+    ("agent", "我马上安排维修师傅，30分钟内上门查看，同时联系楼上业主配合。"),
+    ("customer", "好的，谢谢。"),
+    ("agent", "请问还有其他需要帮您处理的吗？"),
+    ("customer", "没有了。"),
+    ("agent", "感谢您的来电，祝您生活愉快，再见！"),
+]
+
+
+@pytest.mark.parametrize("asr", [False, True])
+def test_a_textbook_call_is_judged_done(judge: LearnedJudge, asr: bool) -> None:
+    found = by_item(judge(convo(*GOOD, asr=asr)))
+    for item in ("greeting", "identity_check", "restate", "commitment", "ownership", "closing", "farewell"):
+        assert found[f"script.{item}"].value is True, item
+    assert found["complaint_type"].value in ("repair", "neighbor")
+    assert found["escalation_risk"].value is False
+    # the evidence is the turn the model fired on
+    assert [e.turn for e in found["script.commitment"].evidence] == [6]
+    assert [e.turn for e in found["script.greeting"].evidence] == [0]
+
+
+def test_every_finding_has_a_calibrated_confidence_and_source(judge: LearnedJudge) -> None:
+    for f in judge(convo(*GOOD)):
+        assert 0.0 <= f.confidence <= 1.0
+        assert f.source.startswith("learned:")
+
+
+def test_an_explicit_forbidden_phrase_is_a_red_line(judge: LearnedJudge) -> None:
+    findings = judge(convo(
+        ("agent", "您好，物业客服中心。"),
+        ("customer", "我想问下停车卡怎么办理？"),
+        ("agent", "不好意思，这个我也不知道，您问问别人吧。"),
+    ))
+    rude = [f for f in findings if f.item == "courtesy_violation"]
+    assert [f.evidence[0].turn for f in rude] == [2]
+    assert rude[0].confidence == 1.0 and "rules:forbidden" in rude[0].source
+
+
+def test_paraphrased_rudeness_and_escalation(judge: LearnedJudge) -> None:
+    findings = judge(convo(
+        ("agent", "物业。"),
+        ("customer", "我家门口的垃圾三天没人收了，都臭了！"),
+        ("agent", "谁让你们乱扔的，天天跟我说这个有意思吗？"),
+        ("customer", "你这什么态度！再不处理我就打12345投诉你们！"),
+    ))
+    found = by_item(findings)
+    assert found["escalation_risk"].value is True
+    assert [e.turn for e in found["escalation_risk"].evidence] == [3]
+    assert found["customer_emotion"].value in ("dissatisfied", "angry")
+    assert 2 in [f.evidence[0].turn for f in findings if f.item == "courtesy_violation"]
+    assert found["script.greeting"].value is False
+
+
+def test_a_missing_model_folder_fails_fast(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.errors import ConfigError
+    from pipeline.judge_model import load
+
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path)
+    assert err.value.code == "E073" and "judge.json" in str(err.value)

@@ -1,0 +1,86 @@
+"""Training data (``pipeline.corpus``): the written corpus and reviewers' corrections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.corpus import AGENT_TAGS, from_corrections, load_corpus, parse_correction
+from pipeline.errors import InputError
+
+TINY = Path(__file__).parent / "fixtures" / "corpus" / "tiny.jsonl"
+SHIPPED = Path(__file__).parent.parent / "models" / "corpus" / "conversations"
+
+
+def test_tiny_corpus_loads_with_every_tag_known() -> None:
+    convs = load_corpus([TINY])
+    assert len(convs) == 16
+    for c in convs:
+        assert c.complaint_type and c.customer_emotion
+        for t in c.turns:
+            assert set(t.tags) == (set(AGENT_TAGS) if t.role == "agent" else {"escalation"})
+
+
+def test_shipped_corpus_is_valid_and_large() -> None:
+    convs = load_corpus([SHIPPED])
+    assert len(convs) >= 900
+    assert len({c.id for c in convs}) == len(convs)
+
+
+def test_a_bad_line_names_the_file_and_line(tmp_path: Path) -> None:
+    good = TINY.read_text(encoding="utf-8").splitlines()[0]
+    bad = json.loads(good)
+    bad["labels"]["complaint_type"] = "weather"
+    path = tmp_path / "c.jsonl"
+    path.write_text(good + "\n" + json.dumps(bad, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_corpus([path])
+    assert err.value.code == "E070" and f"{path}:2" in str(err.value) and "weather" in str(err.value)
+
+
+def test_missing_corpus_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as err:
+        load_corpus([tmp_path / "nope.jsonl"])
+    assert err.value.code == "E071"
+
+
+@pytest.mark.parametrize(("item", "value", "expected"), [
+    ("complaint_type", "fees", "fees"),
+    ("customer_emotion", "angry", "angry"),
+    ("script.restate", "false", False),
+    ("script.ownership", "是", True),
+    ("escalation_risk", "yes", True),
+    ("courtesy_violation_turns", "3, 5", [3, 5]),
+    ("courtesy_violation_turns", "none", []),
+])
+def test_parse_correction(item: str, value: str, expected: object) -> None:
+    assert parse_correction(item, value) == expected
+
+
+@pytest.mark.parametrize(("item", "value"), [
+    ("complaint_type", "weather"), ("customer_emotion", "sad"), ("script.restate", "maybe"),
+    ("courtesy_violation_turns", "three"), ("script.smile", "true"),
+])
+def test_parse_correction_rejects(item: str, value: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse_correction(item, value)
+    assert err.value.code == "E072"
+
+
+def test_corrections_become_weak_and_strong_labels() -> None:
+    result = {"id": "C1", "channel": "call", "turns": [
+        {"turn": 0, "role": "agent", "text": "您好物业"},
+        {"turn": 1, "role": "customer", "text": "我家漏水了"},
+        {"turn": 2, "role": "agent", "text": "自己找人修"},
+    ]}
+    conv = from_corrections(result, [("complaint_type", "repair"), ("script.restate", True),
+                                     ("script.ownership", False), ("courtesy_violation_turns", [2]),
+                                     ("escalation_risk", False)])
+    assert conv is not None
+    assert conv.complaint_type == "repair" and conv.customer_emotion is None
+    assert conv.weak == {"restate": True, "ownership_violation": True}
+    assert conv.turns[0].tags == {"courtesy_violation": False}
+    assert conv.turns[2].tags == {"courtesy_violation": True}
+    assert conv.turns[1].tags == {"escalation": False}

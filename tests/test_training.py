@@ -1,0 +1,86 @@
+"""``zhijian train`` (``pipeline.training``) on a tiny corpus: it trains, saves, loads and judges, and it
+is deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from zhijian_testing import chat
+
+from pipeline.config import Settings
+from pipeline.corpus import from_corrections, load_corpus
+from pipeline.ingest import read_chat
+from pipeline.judge_model import load
+from pipeline.judges.learned import LearnedJudge
+from pipeline.judges.rules import PRODUCES
+from pipeline.training import TrainOptions, train, write_card
+
+TINY = Path(__file__).parent / "fixtures" / "corpus" / "tiny.jsonl"
+
+
+def _options(out: Path) -> TrainOptions:
+    return TrainOptions(out=out, epochs=2, hidden=32, layers=1, validation_share=0.25)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("judge")
+    _, summary = train(load_corpus([TINY]), _options(out), settings)
+    write_card(out, summary)
+    return out, summary
+
+
+def test_training_writes_a_complete_model_folder(tiny_model: tuple[Path, dict]) -> None:
+    out, summary = tiny_model
+    for name in ("encoder/config.json", "encoder/model.safetensors", "encoder/vocab.txt", "judge.safetensors",
+                 "judge.json", "CARD.md"):
+        assert (out / name).is_file(), name
+    assert summary["conversations"]["train"] + summary["conversations"]["validation"] == 16
+    assert summary["conversations"]["validation"] > 0
+    assert set(summary["validation"]) >= {"complaint_acc", "script_missed_macro_f1", "courtesy_f1",
+                                          "emotion_macro_f1", "escalation_f1"}
+    card = (out / "CARD.md").read_text(encoding="utf-8")
+    assert "## Data" in card and "Parameters" in card
+
+
+def test_the_trained_model_judges_a_conversation(tiny_model: tuple[Path, dict], settings: Settings,
+                                                 tmp_path: Path) -> None:
+    out, _ = tiny_model
+    path = tmp_path / "W1.json"
+    import json
+
+    path.write_text(json.dumps(chat("W1"), ensure_ascii=False), encoding="utf-8")
+    judge = LearnedJudge(settings.model_copy(update={"judge_model_path": out}))
+    findings = judge(read_chat(path))
+    items = {f.item for f in findings}
+    assert set(PRODUCES) - {"courtesy_violation"} <= items
+    for f in findings:
+        assert 0.0 <= f.confidence <= 1.0
+        assert f.source.startswith("learned:2.")
+
+
+def test_training_is_deterministic(tiny_model: tuple[Path, dict], settings: Settings, tmp_path: Path) -> None:
+    first, _ = tiny_model
+    train(load_corpus([TINY]), _options(tmp_path), settings)
+
+    def digest(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    assert digest(tmp_path / "judge.safetensors") == digest(first / "judge.safetensors")
+    assert load(tmp_path).meta.version == load(first).meta.version
+
+
+def test_corrections_are_trained_on(settings: Settings, tmp_path: Path) -> None:
+    corpus = load_corpus([TINY])[:6]
+    result = {"id": "W9", "channel": "chat", "turns": [
+        {"turn": 0, "role": "customer", "text": "你们的快递柜又坏了"},
+        {"turn": 1, "role": "agent", "text": "那你自己去找快递公司，我们不管"},
+    ]}
+    corrected = from_corrections(result, [("complaint_type", "facility"), ("script.ownership", False)])
+    assert corrected is not None
+    _, summary = train([*corpus, corrected], TrainOptions(out=tmp_path, epochs=1, hidden=32, layers=1,
+                                                          validation_share=0.0), settings)
+    assert summary["conversations"]["corrections"] == 1
+    assert summary["conversations"]["train"] == 7
