@@ -200,7 +200,7 @@ def train(
         "--out", help="model folder to write (default: the configured judge_model_path)")] = None,
     base: Annotated[Path | None, typer.Option(
         "--base", help="a pretrained transformers encoder folder to fine-tune, e.g. bert-base-chinese/")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 14,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 12,
     seed: Annotated[int, typer.Option("--seed")] = 13,
     corrections: Annotated[bool, typer.Option(
         "--corrections/--no-corrections", help="include reviewers' corrections from the store")] = True,

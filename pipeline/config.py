@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
     asr: AsrSettings = AsrSettings()
     audio: AudioSettings = AudioSettings()
-    judges: list[str] = Field(default_factory=lambda: ["rules"], description="judges to run, by name")
+    judges: list[str] = Field(default_factory=lambda: ["learned"], description="judges to run, by name")
     rules_path: Path = RESOURCES / "rules.yaml"
     scorecard_path: Path = RESOURCES / "scorecard.yaml"
     lexicon_path: Path = RESOURCES / "lexicon.txt"

@@ -126,18 +126,59 @@ class Batch:
     roles: torch.Tensor  # [N] 0 agent, 1 customer
     layout: torch.Tensor  # [B, T] index into the N turns, -1 = padding
     n_turns: int
+    topic_ids: torch.Tensor  # per conversation: the n-grams of what the customer said (all turns if nothing)
+    topic_offsets: torch.Tensor
+
+
+def _tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+    """Token ids, padded to the longest turn. A fast tokenizer's Rust backend is called directly (the Python
+    wrapper costs more than the tokenising on short turns); a slow tokenizer goes the documented way."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return dict(tokenizer(texts, truncation=True, max_length=max_tokens, padding=True, return_tensors="pt"))
+    backend = _padded_backend(backend, max_tokens, tokenizer.pad_token_id, tokenizer.pad_token)
+    enc = backend.encode_batch(texts)
+    return {"input_ids": torch.tensor([e.ids for e in enc], dtype=torch.long),
+            "attention_mask": torch.tensor([e.attention_mask for e in enc], dtype=torch.long),
+            "token_type_ids": torch.tensor([e.type_ids for e in enc], dtype=torch.long)}
+
+
+_BACKENDS: dict[int, Any] = {}
+
+
+def _padded_backend(backend: Any, max_tokens: int, pad_id: int, pad_token: str) -> Any:
+    key = id(backend)
+    if key not in _BACKENDS:
+        import copy
+
+        own = copy.deepcopy(backend)
+        own.enable_truncation(max_length=max_tokens)
+        own.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        _BACKENDS[key] = (backend, own)  # keeps ``backend`` alive, so its id is not reused
+    return _BACKENDS[key][1]
 
 
 def make_batch(conversations: Sequence[Sequence[TurnInput]], tokenizer: Any, ngram_index: dict[str, int],
                net: NetConfig) -> Batch:
     turns = [t for conv in conversations for t in conv]
-    encoded = tokenizer([spaced(t.text) for t in turns], truncation=True, max_length=net.max_tokens,
-                        padding=True, return_tensors="pt")
+    encoded = _tokenize(tokenizer, [spaced(t.text) for t in turns], net.max_tokens)
     ids: list[int] = []
     offsets: list[int] = []
+    turn_grams = []
     for t in turns:
         offsets.append(len(ids))
-        ids.extend(ngram_index[g] for g in char_ngrams(t.text) if g in ngram_index)
+        grams = [ngram_index[g] for g in char_ngrams(t.text) if g in ngram_index]
+        turn_grams.append(grams)
+        ids.extend(grams)
+    topic_ids: list[int] = []
+    topic_offsets: list[int] = []
+    n = 0
+    for conv in conversations:
+        topic_offsets.append(len(topic_ids))
+        mine = range(n, n + len(conv))
+        said = [i for i in mine if turns[i].role == "customer"] or list(mine)
+        topic_ids.extend(g for i in said for g in turn_grams[i])
+        n += len(conv)
     width = max(len(conv) for conv in conversations) if conversations else 0
     layout = torch.full((len(conversations), width), -1, dtype=torch.long)
     n = 0
@@ -152,6 +193,8 @@ def make_batch(conversations: Sequence[Sequence[TurnInput]], tokenizer: Any, ngr
         roles=torch.tensor([0 if t.role == "agent" else 1 for t in turns], dtype=torch.long),
         layout=layout,
         n_turns=len(turns),
+        topic_ids=torch.tensor(topic_ids, dtype=torch.long),
+        topic_offsets=torch.tensor(topic_offsets, dtype=torch.long),
     )
 
 
@@ -204,6 +247,9 @@ class JudgeNet(nn.Module):
         self.turn_head = nn.Linear(2 * d, len(TURN_TAGS))
         self.complaint_pool = _Pool(d)
         self.complaint_head = nn.Linear(2 * d, len(COMPLAINT_TYPES))
+        # a linear reading of the customer's words: topic is mostly vocabulary, and this path needs little data
+        self.complaint_words = nn.EmbeddingBag(max(1, n_ngrams), len(COMPLAINT_TYPES), mode="mean")
+        nn.init.zeros_(self.complaint_words.weight)
         self.emotion_pool = _Pool(d)
         self.emotion_head = nn.Linear(2 * d, len(EMOTIONS))
 
@@ -214,7 +260,8 @@ class JudgeNet(nn.Module):
         lengths = mask.sum(1)
         order = torch.argsort(lengths, stable=True)
         out = torch.zeros(mask.shape[0], encoder_dim(self.encoder))
-        for part in torch.tensor_split(order, min(buckets, len(order))):
+        # buckets pay only when there are many turns: each encoder call has a fixed Python cost
+        for part in torch.tensor_split(order, max(1, min(buckets, len(order) // 32))):
             if len(part) == 0:
                 continue
             width = int(lengths[part].max())
@@ -243,8 +290,8 @@ class JudgeNet(nn.Module):
         pooled_ct, w_ct = self.complaint_pool(c, mask)
         has_customer = customer.any(dim=1, keepdim=True)
         pooled_em, w_em = self.emotion_pool(c, torch.where(has_customer, customer, mask))
-        return Output(turn_logits, self.complaint_head(pooled_ct), self.emotion_head(pooled_em), w_ct, w_em,
-                      mask, customer)
+        complaint = self.complaint_head(pooled_ct) + self.complaint_words(batch.topic_ids, batch.topic_offsets)
+        return Output(turn_logits, complaint, self.emotion_head(pooled_em), w_ct, w_em, mask, customer)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -266,7 +313,8 @@ class JudgeModel:
 
     @torch.inference_mode()
     def predict(self, turns: Sequence[TurnInput]) -> Prediction:
-        self.net.eval()
+        """Calibrated probabilities for one conversation. The network must be in eval mode (``load`` leaves it
+        so; training sets it back before predicting)."""
         out = self.net(self.batch([turns]))
         temps = torch.tensor([self.meta.temperature(tag) for tag in TURN_TAGS])
         turn_p = torch.sigmoid(out.turn_logits[0] / temps)
@@ -305,9 +353,15 @@ def new_encoder(vocab_file: Path, hidden: int = 128, layers: int = 2, heads: int
 
 def pretrained_encoder(path: Path) -> tuple[nn.Module, Any]:
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # a checkpoint's unused pooler is not news to the operator
     try:
-        return AutoModel.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
+        try:
+            encoder = AutoModel.from_pretrained(str(path), add_pooling_layer=False)  # BERT-like: no pooler needed
+        except TypeError:
+            encoder = AutoModel.from_pretrained(str(path))
+        return encoder, AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as e:
         raise ConfigError("E074", path, detail=f"not a transformers encoder folder: {e}") from e
 

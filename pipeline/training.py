@@ -32,7 +32,7 @@ from torch import nn
 
 from pipeline import text
 from pipeline.config import Settings
-from pipeline.corpus import AGENT_TAGS, TURN_TAGS, TrainingConversation, tags_for
+from pipeline.corpus import AGENT_TAGS, TURN_TAGS, TrainingConversation, TrainingTurn, tags_for
 from pipeline.errors import ConfigError
 from pipeline.judge_model import (
     JudgeMeta,
@@ -65,11 +65,12 @@ class TrainOptions:
 
     out: Path
     base: Path | None = field(default=None, metadata={"help": "pretrained encoder folder to fine-tune"})
-    epochs: int = 14
+    epochs: int = 12
     batch_conversations: int = 8
     learning_rate: float = 2e-3
     encoder_learning_rate: float | None = None  # default: learning_rate from scratch, 3e-5 for a --base
     weight_decay: float = 0.01
+    average_last: int = 4  # epochs whose weights are averaged into the saved model
     seed: int = 13
     validation_share: float = 0.1
     hidden: int = 128  # scratch encoder only
@@ -110,23 +111,49 @@ def _noisy(s: str, rng: random.Random) -> str:
     return "".join(out) or s
 
 
-def augmented(texts: Sequence[str], rng: random.Random) -> list[str]:
+_CLAUSE_END = re.compile(r"[，。！？,.!?；;…]")
+
+
+def _split_like_a_recogniser(example: Example, rng: random.Random) -> Example:
+    """Cut some turns in two at a clause boundary, as a recogniser does at a pause ("您是说…漏水了" | "是吧").
+    The longer piece keeps the turn's tags; the shorter piece's tags are unknown (not trained either way)."""
+    turns: list[TrainingTurn] = []
+    texts: list[str] = []
+    for t, s in zip(example.conversation.turns, example.texts, strict=True):
+        cuts = [m.end() for m in _CLAUSE_END.finditer(s) if 3 <= m.end() <= len(s) - 2]
+        if len(s) >= 10 and cuts and rng.random() < 0.35:
+            c = rng.choice(cuts)
+            first, second = s[:c], s[c:]
+            first_keeps = len(first) >= len(second)
+            turns += [t.model_copy(update={"tags": t.tags if first_keeps else {}}),
+                      t.model_copy(update={"tags": {} if first_keeps else t.tags})]
+            texts += [first, second]
+        else:
+            turns.append(t)
+            texts.append(s)
+    return Example(example.conversation.model_copy(update={"turns": turns}), texts)
+
+
+def augmented(example: Example, rng: random.Random) -> Example:
+    """One random rendering of a conversation as a recogniser might deliver it."""
+    if example.conversation.channel == "call" and rng.random() < 0.5:
+        example = _split_like_a_recogniser(example, rng)
     strip = rng.random() < 0.5
     noise = rng.random() < 0.3
-    out = []
-    for s in texts:
+    texts = []
+    for s in example.texts:
         if strip:
             s = _PUNCT.sub("", s) or s
         if noise:
             s = _noisy(s, rng)
-        out.append(s)
-    return out
+        texts.append(s)
+    return Example(example.conversation, texts)
 
 
 def inputs_for(example: Example, rules: RulesJudge | None, rng: random.Random | None) -> list[TurnInput]:
-    texts = augmented(example.texts, rng) if rng is not None else example.texts
+    """The network's inputs for a conversation; with ``rng``, a quarter of the turns lose the rules' evidence."""
     turns = [Turn(index=i, role=t.role, text=s, norm_text=s) for i, (t, s) in
-             enumerate(zip(example.conversation.turns, texts, strict=True))]
+             enumerate(zip(example.conversation.turns, example.texts, strict=True))]
     features = rules.turn_features(turns) if rules is not None else [[] for _ in turns]
     if rng is not None and rules is not None:
         features = [[0.0] * len(f) if rng.random() < 0.25 else f for f in features]
@@ -211,6 +238,54 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     if tp == 0:
         return 1.0 if fp == 0 and fn == 0 else 0.0
     return 2 * tp / (2 * tp + fp + fn)
+
+
+def _best_threshold(score: Callable[[float], float]) -> float:
+    grid = [round(0.2 + 0.05 * i, 2) for i in range(11)]  # 0.20 … 0.70
+    return max(grid, key=lambda t: (round(score(t), 4), -abs(t - 0.5)))
+
+
+def tune_thresholds(model: JudgeModel, examples: Sequence[Example], rules: RulesJudge | None,
+                    seed: int) -> dict[str, float]:
+    """Per-tag decision thresholds that maximise the F1 the product is judged by, on the validation
+    conversations as written *and* as a recogniser would deliver them (no punctuation, some turns cut)."""
+    rng = random.Random(seed)
+    renderings = [*examples]
+    for ex in examples:
+        cut = _split_like_a_recogniser(ex, rng) if ex.conversation.channel == "call" else ex
+        renderings.append(Example(cut.conversation, [_PUNCT.sub("", t) or t for t in cut.texts]))
+    conv_max: dict[str, list[tuple[bool, float]]] = {tag: [] for tag in TURN_TAGS}
+    rude_turns: list[tuple[bool, float]] = []
+    for ex in renderings:
+        pred = model.predict(inputs_for(ex, rules, None))
+        for tag in TURN_TAGS:
+            among = [i for i, t in enumerate(ex.conversation.turns) if tag in tags_for(t.role)]
+            truth = any(ex.conversation.turns[i].tags.get(tag) for i in among)
+            conv_max[tag].append((truth, max((pred.tags[i][tag] for i in among), default=0.0)))
+        rude_turns += [(bool(t.tags["courtesy_violation"]), pred.tags[i]["courtesy_violation"])
+                       for i, t in enumerate(ex.conversation.turns) if "courtesy_violation" in t.tags]
+
+    def f1_at(pairs: list[tuple[bool, float]], positive_is_absent: bool) -> Callable[[float], float]:
+        def score(th: float) -> float:
+            tp = fp = fn = 0
+            for truth, p in pairs:
+                t, y = (not truth, p < th) if positive_is_absent else (truth, p >= th)
+                tp += t and y
+                fp += y and not t
+                fn += t and not y
+            return _f1(tp, fp, fn)
+        return score
+
+    out = {}
+    for tag in TURN_TAGS:
+        if tag == "courtesy_violation":
+            pairs, absent = rude_turns, False
+        else:
+            # a script item is scored on catching it *missed*; a violation or a threat on catching it present
+            pairs, absent = conv_max[tag], tag not in ("ownership_violation", "escalation")
+        if sum(t for t, _ in pairs) >= 5:
+            out[tag] = _best_threshold(f1_at(pairs, absent))
+    return out
 
 
 def validation_scores(model: JudgeModel, examples: Sequence[Example], rules: RulesJudge | None) -> dict[str, float]:
@@ -313,6 +388,8 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
         optimiser, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
 
     step = 0
+    averaged: dict[str, torch.Tensor] = {}
+    last = max(1, min(options.average_last, options.epochs))
     for epoch in range(options.epochs):
         net.train()
         order = list(fit)
@@ -320,8 +397,9 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
         running = 0.0
         for i in range(0, len(order), options.batch_conversations):
             chunk = order[i:i + options.batch_conversations]
-            aug_rng = rng if options.augment else None
-            batch = model.batch([inputs_for(ex, rules, aug_rng) for ex in chunk])
+            if options.augment:
+                chunk = [augmented(ex, rng) for ex in chunk]
+            batch = model.batch([inputs_for(ex, rules, rng if options.augment else None) for ex in chunk])
             loss = loss_of(net(batch), targets_for([ex.conversation for ex in chunk]))
             optimiser.zero_grad()
             loss.backward()
@@ -330,10 +408,18 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
             schedule.step()
             step += 1
             running += loss.item()
+        if epoch >= options.epochs - last:
+            # the weights of the last epochs are averaged: one model, less dependent on where the last step fell
+            with torch.no_grad():
+                for name, value in net.state_dict().items():
+                    if value.is_floating_point():
+                        averaged[name] = averaged.get(name, torch.zeros_like(value)) + value / last
         log.info("epoch %d/%d loss %.4f", epoch + 1, options.epochs, running / steps_per_epoch)
         if progress is not None:
             progress(epoch + 1, options.epochs, running / steps_per_epoch)
 
+    if averaged:
+        net.load_state_dict({**net.state_dict(), **averaged})
     net.eval()
     if held:
         with torch.inference_mode():
@@ -355,6 +441,7 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
             lambda temp: float(nn.functional.cross_entropy(ct_x / temp, ct_y, ignore_index=-100)))
         meta.temperatures["customer_emotion"] = _fit_temperature(
             lambda temp: float(nn.functional.cross_entropy(em_x / temp, em_y, ignore_index=-100)))
+        meta.thresholds = tune_thresholds(model, held, rules, options.seed + 1)
         scores = validation_scores(model, held, rules)
     else:
         scores = {}
@@ -365,7 +452,7 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
         "conversations": {"train": len(fit), "validation": len(held),
                           "corrections": sum(ex.conversation.source == "corrections" for ex in examples)},
         "turns": sum(len(ex.texts) for ex in fit),
-        "sources": sorted({ex.conversation.source.rsplit(":", 1)[0] for ex in examples}),
+        "sources": sorted({Path(ex.conversation.source.rsplit(":", 1)[0]).name for ex in examples}),
         "encoder": str(options.base) if options.base else f"scratch BERT {options.layers}x{options.hidden}",
         "parameters": params,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items() if k != "out"},

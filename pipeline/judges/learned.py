@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 
 from pipeline import text
 from pipeline.config import Settings
-from pipeline.judge_model import JudgeMeta, JudgeModel, Prediction, TurnInput, load_cached
+from pipeline.judge_model import JudgeMeta, JudgeModel, Prediction, TurnInput, flatten, load_cached
 from pipeline.judges.base import register
 from pipeline.judges.rules import FEATURE_NAMES, PRODUCES, RulesJudge
 from pipeline.schema import SCRIPT_ITEMS, Evidence, Finding, Role, Transcript, Turn
 
 _FORBIDDEN = FEATURE_NAMES.index("forbidden")
 _EVIDENCE_TURNS = 2
+_MIN_RUDE_CHARS = 8  # a model-only courtesy violation needs a turn at least this long (letters and digits)
+_MODEL_ONLY_RUDE = 0.7  # … and at least this probability
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Decision:
     evidence: dict[str, list[int]] = field(default_factory=dict)
     courtesy: dict[int, float] = field(default_factory=dict)  # turn position → confidence
     red_lines: set[int] = field(default_factory=set)  # turn positions with an explicit forbidden phrase
+    sources: dict[str, str] = field(default_factory=dict)  # item → judge source, where not the model alone
 
 
 def decide(pred: Prediction, roles: Sequence[Role], meta: JudgeMeta, forbidden: Sequence[bool] = ()) -> Decision:
@@ -117,19 +120,52 @@ class LearnedJudge:
         else:
             forbidden = [t.features[_FORBIDDEN] > 0 for t in inputs]
         d = decide(self.model.predict(inputs), [t.role for t in turns], self.model.meta, forbidden)
+        position = {t.index: i for i, t in enumerate(turns)}
+        backing = self.rules(transcript.model_copy(update={"turns": turns}))
+        self._back_with_rules(d, backing, position, turns)
 
         def ev(positions: Sequence[int]) -> list[Evidence]:
             return [Evidence(turn=turns[i].index, text=turns[i].text, start=turns[i].start, end=turns[i].end)
                     for i in positions]
 
         out = [Finding(item=item, value=value, confidence=round(d.confidence[item], 3),
-                       evidence=ev(d.evidence.get(item, [])), source=self.source)
+                       evidence=ev(d.evidence.get(item, [])), source=d.sources.get(item, self.source))
                for item, value in d.values.items()]
         for i, conf in sorted(d.courtesy.items()):
-            source = f"{self.source}+rules:forbidden" if i in d.red_lines else self.source
             out.append(Finding(item="courtesy_violation", value=True, confidence=round(conf, 3), evidence=ev([i]),
-                               source=source))
+                               source=d.sources.get(f"courtesy:{i}", self.source)))
         return out
+
+    def _back_with_rules(self, d: Decision, backing: list[Finding], position: dict[int, int],
+                         turns: Sequence[Turn]) -> None:
+        """The rules back the model where text is textbook and the model is unsure of recognised speech:
+        a script item the rules see done is done (the model catches the paraphrases the rules miss), the
+        customer is pushed away only when both agree, and a turn the rules find rude stays rude. A model-only
+        courtesy violation needs a strong signal on a turn long enough to carry one (recogniser fragments
+        like "妇女是" are not evidence of anything)."""
+        backed = f"{self.source}+rules:{self.rules.version}"
+        for f in backing:
+            if not f.item.startswith("script."):
+                continue
+            at = [position[e.turn] for e in f.evidence if e.turn in position]
+            if f.item == "script.ownership":
+                if d.values[f.item] is False and f.value is True:
+                    d.values[f.item], d.confidence[f.item], d.evidence[f.item] = True, f.confidence, []
+                    d.sources[f.item] = backed
+            elif f.value is True and d.values[f.item] is False:
+                d.values[f.item], d.confidence[f.item], d.evidence[f.item] = True, f.confidence, at
+                d.sources[f.item] = backed
+        for i in list(d.courtesy):
+            if i not in d.red_lines and (len(flatten(turns[i].norm_text or turns[i].text)) < _MIN_RUDE_CHARS
+                                         or d.courtesy[i] < _MODEL_ONLY_RUDE):
+                del d.courtesy[i]
+        for f in backing:
+            if f.item == "courtesy_violation" and f.value and f.evidence and f.evidence[0].turn in position:
+                i = position[f.evidence[0].turn]
+                d.courtesy[i] = max(d.courtesy.get(i, 0.0), f.confidence)
+                d.sources.setdefault(f"courtesy:{i}", backed)
+        for i in d.red_lines:
+            d.sources[f"courtesy:{i}"] = f"{self.source}+rules:forbidden"
 
 
 @register("learned")

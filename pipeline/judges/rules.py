@@ -24,7 +24,7 @@ from pipeline.errors import ConfigError
 from pipeline.judges.base import register
 from pipeline.schema import COMPLAINT_TYPES, Evidence, Finding, Transcript, Turn
 
-VERSION = "1"
+VERSION = "1.1"
 _FRAGMENT = 24  # a turn this short (flattened) may be a piece of a longer utterance split by the recogniser
 _CLAUSE = re.compile(r"[，。！？,.!?；;…]+")
 # what ``RulesJudge.turn_features`` returns for each turn, in order (the learned judge reads them as inputs)
@@ -342,7 +342,7 @@ class RulesJudge:
         agent = [t for t in turns if t.turn.role == "agent"]
         customer = [t for t in turns if t.turn.role == "customer"]
         findings = [self._complaint(agent, customer)]
-        restates = {t.index for t in agent if self._is_restate(t)}
+        restates = self._restates(agent)
         findings += self._script(agent, restates)
         # a restatement may quote what someone else said ("她还说'谁知道你在家'，是吗？"): not rude
         findings += self._courtesy([t for t in agent if t.index not in restates])
@@ -442,6 +442,26 @@ class RulesJudge:
         if turn is None:
             return self._finding(f"script.{item}", False, 0.7)
         return self._finding(f"script.{item}", True, 0.9, [turn])
+
+    def _restates(self, agent: list[_T]) -> set[int]:
+        """Agent turns that restate the problem. A recogniser may cut one restatement into pieces at its
+        pauses ("我跟您确认一下" | "还堆了纸箱" | "对吗"), so short agent pieces close together are also read
+        as one; the restatement is credited to its first piece."""
+        found = {t.index for t in agent if self._is_restate(t)}
+        for i, first in enumerate(agent):
+            opens = _any(self.rules.restate, first.flat) or _any(self.rules.restate_strong, first.flat)
+            if len(first.flat) > _FRAGMENT or first.index in found or not opens:
+                continue
+            run = [first]
+            for t in agent[i + 1:i + 3]:
+                if t.index - run[-1].index > 2:
+                    break
+                run.append(t)
+                joined = _T(first.turn, "".join(x.raw for x in run), "".join(x.flat for x in run))
+                if self._is_restate(joined):
+                    found.add(first.index)
+                    break
+        return found
 
     def _is_restate(self, t: _T) -> bool:
         r = self.rules

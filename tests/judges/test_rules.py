@@ -88,7 +88,7 @@ def test_findings_cover_what_the_judge_declares(judge: RulesJudge) -> None:
     findings = judge(convo(*EXEMPLARY))
     assert {f.item for f in findings} <= set(PRODUCES)
     assert {f.item for f in findings} >= set(PRODUCES) - {"courtesy_violation"}
-    assert all(0 <= f.confidence <= 1 and f.source == "rules:1" for f in findings)
+    assert all(0 <= f.confidence <= 1 and f.source == "rules:1.1" for f in findings)
     assert one(findings, "complaint_type").value in COMPLAINT_TYPES
     assert one(findings, "customer_emotion").value in EMOTIONS
 
@@ -213,3 +213,18 @@ def test_bad_rules_file_is_a_config_error(tmp_path: Path) -> None:
     broken.write_text(good.replace("'不知道', 1.5", "'不知道(', 1.5"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"E052.*courtesy\.patterns\[0\].*bad regular expression"):
         RulesJudge(Settings.model_construct(rules_path=broken))
+
+
+def test_a_restatement_cut_by_the_recogniser_is_read_whole(judge: RulesJudge) -> None:
+    # recognised speech: "…我跟您确认一下" | "还堆了纸箱" | "对吗" arrive as three agent turns
+    findings = judge(convo(
+        (A, "您好，翠湖苑物业客服中心，工号004，请问有什么可以帮您？"),
+        (C, "我们楼道里有人把电动车停在消防通道上还堆了纸箱"),
+        (A, "潘先生我跟您确认一下"),
+        (A, "还堆了纸箱"),
+        (A, "对吗"),
+        (C, "对"),
+        asr=True,
+    ))
+    restate = one(findings, "script.restate")
+    assert restate.value is True and [e.turn for e in restate.evidence] == [2]
