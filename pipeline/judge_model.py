@@ -137,10 +137,18 @@ def _tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> dict[str, to
     if backend is None:
         return dict(tokenizer(texts, truncation=True, max_length=max_tokens, padding=True, return_tensors="pt"))
     backend = _padded_backend(backend, max_tokens, tokenizer.pad_token_id, tokenizer.pad_token)
-    enc = backend.encode_batch(texts)
-    return {"input_ids": torch.tensor([e.ids for e in enc], dtype=torch.long),
-            "attention_mask": torch.tensor([e.attention_mask for e in enc], dtype=torch.long),
-            "token_type_ids": torch.tensor([e.type_ids for e in enc], dtype=torch.long)}
+    # one by one: encode_batch wakes a thread pool that fights torch's threads for the same cores
+    enc = [backend.encode(t) for t in texts]
+    width = max((len(e.ids) for e in enc), default=0)
+    ids = torch.full((len(enc), width), int(tokenizer.pad_token_id), dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    types = torch.zeros((len(enc), width), dtype=torch.long)
+    for i, e in enumerate(enc):
+        n = len(e.ids)
+        ids[i, :n] = torch.tensor(e.ids)
+        mask[i, :n] = 1
+        types[i, :n] = torch.tensor(e.type_ids)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
 _BACKENDS: dict[int, Any] = {}
@@ -153,7 +161,7 @@ def _padded_backend(backend: Any, max_tokens: int, pad_id: int, pad_token: str) 
 
         own = copy.deepcopy(backend)
         own.enable_truncation(max_length=max_tokens)
-        own.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        own.no_padding()
         _BACKENDS[key] = (backend, own)  # keeps ``backend`` alive, so its id is not reused
     return _BACKENDS[key][1]
 

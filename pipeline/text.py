@@ -104,8 +104,8 @@ def segment(text: str, lexicon: Path) -> list[str]:
 
 def prepare(transcript: Transcript, lexicon: Path) -> Transcript:
     """The text stage: every turn gets ``norm_text`` and ``tokens``."""
-    turns = []
-    for turn in transcript.turns:
-        norm = normalise(turn.text)
-        turns.append(turn.model_copy(update={"norm_text": norm, "tokens": segment(norm, lexicon)}))
+    norms = [normalise(turn.text) for turn in transcript.turns]
+    docs = load_nlp(lexicon).pipe(norms)  # one pass over the conversation: spaCy's per-call cost is paid once
+    turns = [turn.model_copy(update={"norm_text": norm, "tokens": [t.text for t in doc if not t.is_space]})
+             for turn, norm, doc in zip(transcript.turns, norms, docs, strict=True)]
     return transcript.model_copy(update={"turns": turns})
