@@ -84,6 +84,8 @@ def run(
     # An ephemeral Prefect API, quiet, and nothing phoned home (the machine may have no network).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # the first start after installing compiles and migrates the API's database: give it time
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     from flows.nightly import nightly, on_progress
     from pipeline.ingest import discover

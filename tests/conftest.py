@@ -18,6 +18,8 @@ import pytest
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="zhijian-tests-prefect-"))
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# a fresh checkout's first start of the ephemeral API compiles and migrates; 20 s (Prefect's default) is too short
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
 os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("PREFECT_API_URL", None)
