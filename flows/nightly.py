@@ -22,10 +22,9 @@ from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.analysis import Analyser
-from pipeline.asr import transcribe_call
+from pipeline.asr import transcribe_job
 from pipeline.config import Settings, get_settings
-from pipeline.errors import InputError
-from pipeline.ingest import CallJob, Item, discover, failure
+from pipeline.ingest import CallJob, Item, discover
 from pipeline.schema import Analysis, Failure, Transcript
 from pipeline.store import Store
 
@@ -54,26 +53,16 @@ def discover_day(inbox: Path, day: str) -> list[Item]:
 
 @task(name="transcribe", tags=["asr-model"])
 def transcribe(job: CallJob, settings: Settings) -> Transcript | Failure:
-    try:
-        transcript = transcribe_call(job.meta, settings)
-    except InputError as e:
-        log.warning("%s", e)
-        _tick("transcribe", job.meta.id, False)
-        return failure(job.meta.id, job.audio_path, e, stage="transcribe")
-    except Exception as e:  # one recording must never stop the night: record it and go on
-        log.exception("unexpected error on %s", job.audio_path)
-        _tick("transcribe", job.meta.id, False)
-        err = InputError("E099", job.audio_path, detail=f"{type(e).__name__}: {e}")
-        return failure(job.meta.id, job.audio_path, err, stage="transcribe")
-    _tick("transcribe", job.meta.id, True)
-    return transcript
+    result = transcribe_job(job, settings)
+    _tick("transcribe", job.meta.id, isinstance(result, Transcript))
+    return result
 
 
 @task(name="judge")
-def judge(analyser: Analyser, transcript: Transcript, day: str) -> Analysis:
-    analysis = analyser(transcript, day)
-    _tick("judge", transcript.meta.id, True)
-    return analysis
+def judge(analyser: Analyser, transcript: Transcript, day: str) -> Analysis | Failure:
+    out = analyser.analyse_or_fail(transcript, day)
+    _tick("judge", transcript.meta.id, isinstance(out, Analysis))
+    return out
 
 
 @task(retries=3, retry_delay_seconds=10, name="store")
@@ -120,12 +109,8 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None) -> d
     analyser = Analyser(settings)
     analyses: list[Analysis] = []
     for t in transcripts:
-        try:
-            analyses.append(judge(analyser, t, day))
-        except Exception as e:  # a judge bug on one conversation is recorded, not fatal
-            log.exception("judging %s failed", t.meta.id)
-            err = InputError("E099", t.meta.source, detail=f"{type(e).__name__}: {e}")
-            failures.append(failure(t.meta.id, Path(t.meta.source), err, stage="judge"))
+        judged = judge(analyser, t, day)
+        (failures.append(judged) if isinstance(judged, Failure) else analyses.append(judged))
     store_day(url, day, analyses, failures, _failure_meta(items))
     summary = {
         "date": day, "db": url, "conversations": len(items), "analysed": len(analyses),

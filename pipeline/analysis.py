@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pipeline import text
 from pipeline.config import Settings
+from pipeline.errors import InputError
+from pipeline.ingest import failure
 from pipeline.judges import Judge, get_judge
-from pipeline.schema import Analysis, Transcript
+from pipeline.schema import Analysis, Failure, Transcript
 from pipeline.scorecard import Scorecard, Verdict, assemble, score
 
 log = logging.getLogger("zhijian")
@@ -30,3 +33,12 @@ class Analyser:
         card_score = score(self.card, verdict, prepared)
         result = assemble(date, prepared, verdict, card_score)
         return Analysis(date=date, transcript=prepared, findings=findings, score=card_score, result=result)
+
+    def analyse_or_fail(self, transcript: Transcript, date: str) -> Analysis | Failure:
+        """As calling it, but a judge's bug on one conversation becomes a ``Failure`` (E099), not fatal."""
+        try:
+            return self(transcript, date)
+        except Exception as e:
+            log.exception("judging %s failed", transcript.meta.id)
+            err = InputError("E099", transcript.meta.source, detail=f"{type(e).__name__}: {e}")
+            return failure(transcript.meta.id, Path(transcript.meta.source), err, stage="judge")

@@ -28,8 +28,9 @@ from pipeline import audio as audio_mod
 from pipeline import roles
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InputError
+from pipeline.ingest import CallJob, failure
 from pipeline.roles import TextRoleModel
-from pipeline.schema import ConversationMeta, Role, Transcript, Turn, Word
+from pipeline.schema import ConversationMeta, Failure, Role, Transcript, Turn, Word
 from pipeline.text import lexicon_words, to_simplified
 
 log = logging.getLogger("zhijian")
@@ -355,3 +356,17 @@ def transcribe_call(meta: ConversationMeta, settings: Settings) -> Transcript:
     else:
         turns = transcribe_stereo(model, decoded, masks, channel_roles, options)
     return Transcript(meta=meta, turns=ensure_speech(turns, path), audio=facts, asr_model=cfg.model)
+
+
+def transcribe_job(job: CallJob, settings: Settings) -> Transcript | Failure:
+    """``transcribe_call`` for a batch of recordings: a bad one becomes a ``Failure`` naming its file and the
+    problem (E099 for the unexpected), never an exception, so one recording never stops the rest."""
+    try:
+        return transcribe_call(job.meta, settings)
+    except InputError as e:
+        log.warning("%s", e)
+        err = e
+    except Exception as e:
+        log.exception("unexpected error on %s", job.audio_path)
+        err = InputError("E099", job.audio_path, detail=f"{type(e).__name__}: {e}")
+    return failure(job.meta.id, job.audio_path, err, stage="transcribe")

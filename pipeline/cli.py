@@ -29,6 +29,11 @@ DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL (defa
 DateOption = Annotated[str, typer.Option("--date", help="the inbox day, YYYY-MM-DD")]
 
 
+def _progress(transient: bool = False) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=transient)
+
+
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -98,8 +103,7 @@ def run(
     except ZhijianError as e:
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with _progress() as progress:
         bar = progress.add_task("transcribing and judging", total=total)
 
         def hook(stage: str, conv_id: str, ok: bool) -> None:
@@ -227,8 +231,7 @@ def train(
     console.print(f"training on {len(conversations)} corpus conversations and {len(from_store)} corrected ones "
                   f"→ {target}")
     options = TrainOptions(out=target, base=base, epochs=epochs, seed=seed)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with _progress() as progress:
         bar = progress.add_task("epochs", total=epochs)
 
         def tick(epoch: int, total: int, loss: float) -> None:
@@ -307,8 +310,7 @@ def evaluate_cmd(
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
     settings = get_settings()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with _progress(transient=True) as progress:
         bar = progress.add_task("judging", total=None)
 
         def tick(done: int, total: int, conv_id: str) -> None:

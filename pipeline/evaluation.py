@@ -81,6 +81,8 @@ class Report:
     emotion: dict[str, PRF]
     escalation: PRF
     dead_air: PRF
+    dead_air_calls: int = 0  # labelled calls, over which dead-air accuracy is counted
+    dead_air_accuracy: float = 1.0
     missing: list[str] = field(default_factory=list)
 
     def headline(self) -> dict[str, float]:
@@ -96,12 +98,9 @@ class Report:
             "emotion_macro_f1": sum(v.f1 for v in self.emotion.values()) / len(self.emotion),
             "escalation_f1": self.escalation.f1,
         }
-        if self.dead_air.support + self.dead_air.fp + self.dead_air_negatives:
+        if self.dead_air_calls:
             out["dead_air_acc"] = self.dead_air_accuracy
         return {k: round(v, 4) for k, v in out.items()}
-
-    dead_air_negatives: int = 0
-    dead_air_accuracy: float = 1.0
 
     def as_json(self) -> dict[str, Any]:
         def prf(p: PRF) -> dict[str, float]:
@@ -195,7 +194,7 @@ def evaluate(results: Sequence[dict[str, Any]], labels: dict[str, dict[str, Any]
         script=script, script_kappa={k: cohen_kappa(v) for k, v in pairs.items()},
         courtesy=courtesy, emotion=emotion, escalation=escalation, dead_air=dead_air,
         missing=sorted(k for k in labels if k not in by_id),
-        dead_air_negatives=dead_n, dead_air_accuracy=dead_ok / dead_n if dead_n else 1.0,
+        dead_air_calls=dead_n, dead_air_accuracy=dead_ok / dead_n if dead_n else 1.0,
     )
 
 

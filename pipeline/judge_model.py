@@ -125,7 +125,6 @@ class Batch:
     features: torch.Tensor
     roles: torch.Tensor  # [N] 0 agent, 1 customer
     layout: torch.Tensor  # [B, T] index into the N turns, -1 = padding
-    n_turns: int
     topic_ids: torch.Tensor  # per conversation: the n-grams of what the customer said (all turns if nothing)
     topic_offsets: torch.Tensor
 
@@ -200,7 +199,6 @@ def make_batch(conversations: Sequence[Sequence[TurnInput]], tokenizer: Any, ngr
         features=torch.tensor([t.features for t in turns], dtype=torch.float32).reshape(len(turns), net.rule_features),
         roles=torch.tensor([0 if t.role == "agent" else 1 for t in turns], dtype=torch.long),
         layout=layout,
-        n_turns=len(turns),
         topic_ids=torch.tensor(topic_ids, dtype=torch.long),
         topic_offsets=torch.tensor(topic_offsets, dtype=torch.long),
     )

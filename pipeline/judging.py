@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.analysis import Analyser
-from pipeline.asr import transcribe_call
+from pipeline.asr import transcribe_job
 from pipeline.config import Settings
-from pipeline.errors import InputError
-from pipeline.ingest import CallJob, discover, failure
+from pipeline.ingest import CallJob, discover
 from pipeline.schema import ConversationMeta, Failure, Transcript
 
 log = logging.getLogger("zhijian")
@@ -46,30 +45,30 @@ def judge_day(inbox: Path, date: str, settings: Settings, cache: Path | None = N
     items = list(discover(inbox, date))
     analyser = Analyser(settings)
     cached = _read_cache(cache)
-    fresh: list[str] = []
+    fresh: list[str] = []  # newly recognised transcripts, appended to the cache at the end
     results: list[dict[str, Any]] = []
     failures: list[Failure] = []
     for n, item in enumerate(items, 1):
-        if isinstance(item, Failure):
-            failures.append(item)
-            continue
-        transcript: Transcript
-        try:
-            if isinstance(item, CallJob):
-                key = _fingerprint(item.meta, settings)
-                if key in cached:
-                    transcript = Transcript.model_validate(cached[key])
-                else:
-                    transcript = transcribe_call(item.meta, settings)
-                    fresh.append(json.dumps({"fingerprint": key, "transcript": transcript.model_dump(mode="json")},
-                                            ensure_ascii=False))
+        conv_id = item.conversation_id if isinstance(item, Failure) else item.meta.id
+        heard: Transcript | Failure
+        if not isinstance(item, CallJob):
+            heard = item
+        else:
+            key = _fingerprint(item.meta, settings)
+            if key in cached:
+                heard = Transcript.model_validate(cached[key])
             else:
-                transcript = item
-            results.append(analyser(transcript, date).result.model_dump(mode="json"))
-        except InputError as e:
-            failures.append(failure(item.meta.id, Path(item.meta.source), e))
+                heard = transcribe_job(item, settings)
+                if isinstance(heard, Transcript):
+                    fresh.append(json.dumps({"fingerprint": key, "transcript": heard.model_dump(mode="json")},
+                                            ensure_ascii=False))
+        judged = analyser.analyse_or_fail(heard, date) if isinstance(heard, Transcript) else heard
+        if isinstance(judged, Failure):
+            failures.append(judged)
+        else:
+            results.append(judged.result.model_dump(mode="json"))
         if progress is not None:
-            progress(n, len(items), item.meta.id)
+            progress(n, len(items), conv_id)
     if cache is not None and fresh:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with cache.open("a", encoding="utf-8") as f:

@@ -16,6 +16,7 @@ import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pipeline.schema import Transcript
 
@@ -98,14 +99,18 @@ def load_nlp(lexicon: Path):
     return spacy.blank("zh", config={"nlp": {"tokenizer": {"segmenter": "jieba"}}})
 
 
+def _words(doc: Any) -> list[str]:
+    return [t.text for t in doc if not t.is_space]
+
+
 def segment(text: str, lexicon: Path) -> list[str]:
-    return [t.text for t in load_nlp(lexicon)(text) if not t.is_space]
+    return _words(load_nlp(lexicon)(text))
 
 
 def prepare(transcript: Transcript, lexicon: Path) -> Transcript:
     """The text stage: every turn gets ``norm_text`` and ``tokens``."""
     norms = [normalise(turn.text) for turn in transcript.turns]
     docs = load_nlp(lexicon).pipe(norms)  # one pass over the conversation: spaCy's per-call cost is paid once
-    turns = [turn.model_copy(update={"norm_text": norm, "tokens": [t.text for t in doc if not t.is_space]})
+    turns = [turn.model_copy(update={"norm_text": norm, "tokens": _words(doc)})
              for turn, norm, doc in zip(transcript.turns, norms, docs, strict=True)]
     return transcript.model_copy(update={"turns": turns})

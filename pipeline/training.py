@@ -34,6 +34,7 @@ from pipeline import text
 from pipeline.config import Settings
 from pipeline.corpus import AGENT_TAGS, TURN_TAGS, TrainingConversation, TrainingTurn, tags_for
 from pipeline.errors import ConfigError
+from pipeline.evaluation import PRF
 from pipeline.judge_model import (
     JudgeMeta,
     JudgeModel,
@@ -234,12 +235,6 @@ def calibrate(logits: list[torch.Tensor], tg: list[Targets]) -> dict[str, float]
     return temps
 
 
-def _f1(tp: int, fp: int, fn: int) -> float:
-    if tp == 0:
-        return 1.0 if fp == 0 and fn == 0 else 0.0
-    return 2 * tp / (2 * tp + fp + fn)
-
-
 def _best_threshold(score: Callable[[float], float]) -> float:
     grid = [round(0.2 + 0.05 * i, 2) for i in range(11)]  # 0.20 … 0.70
     return max(grid, key=lambda t: (round(score(t), 4), -abs(t - 0.5)))
@@ -267,13 +262,10 @@ def tune_thresholds(model: JudgeModel, examples: Sequence[Example], rules: Rules
 
     def f1_at(pairs: list[tuple[bool, float]], positive_is_absent: bool) -> Callable[[float], float]:
         def score(th: float) -> float:
-            tp = fp = fn = 0
+            counts = PRF()
             for truth, p in pairs:
-                t, y = (not truth, p < th) if positive_is_absent else (truth, p >= th)
-                tp += t and y
-                fp += y and not t
-                fn += t and not y
-            return _f1(tp, fp, fn)
+                counts.add(*((not truth, p < th) if positive_is_absent else (truth, p >= th)))
+            return counts.f1
         return score
 
     out = {}
@@ -293,10 +285,9 @@ def validation_scores(model: JudgeModel, examples: Sequence[Example], rules: Rul
     forbidden_at = FEATURE_NAMES.index("forbidden")
     n = len(examples)
     ct_ok = 0
-    missed: dict[str, list[int]] = {it: [0, 0, 0] for it in SCRIPT_ITEMS}
-    rude = [0, 0, 0]
-    esc = [0, 0, 0]
-    emo = {e: [0, 0, 0] for e in EMOTIONS}
+    missed = {it: PRF() for it in SCRIPT_ITEMS}
+    rude, esc = PRF(), PRF()
+    emo = {e: PRF() for e in EMOTIONS}
     for ex in examples:
         conv = ex.conversation
         inputs = inputs_for(ex, rules, None)
@@ -306,31 +297,21 @@ def validation_scores(model: JudgeModel, examples: Sequence[Example], rules: Rul
         tags = {tag for t in conv.turns for tag, v in t.tags.items() if v}
         for it in SCRIPT_ITEMS:
             truth_done = ("ownership_violation" not in tags) if it == "ownership" else it in tags
-            truth, pred = not truth_done, not d.values[f"script.{it}"]
-            m = missed[it]
-            m[0] += truth and pred
-            m[1] += pred and not truth
-            m[2] += truth and not pred
+            missed[it].add(not truth_done, not d.values[f"script.{it}"])
         truth_rude = {i for i, t in enumerate(conv.turns) if t.tags.get("courtesy_violation")}
         pred_rude = set(d.courtesy)
-        rude[0] += len(truth_rude & pred_rude)
-        rude[1] += len(pred_rude - truth_rude)
-        rude[2] += len(truth_rude - pred_rude)
-        t_esc, p_esc = "escalation" in tags, bool(d.values["escalation_risk"])
-        esc[0] += t_esc and p_esc
-        esc[1] += p_esc and not t_esc
-        esc[2] += t_esc and not p_esc
+        rude.tp += len(truth_rude & pred_rude)
+        rude.fp += len(pred_rude - truth_rude)
+        rude.fn += len(truth_rude - pred_rude)
+        esc.add("escalation" in tags, bool(d.values["escalation_risk"]))
         for e, m in emo.items():
-            t_e, p_e = conv.customer_emotion == e, d.values["customer_emotion"] == e
-            m[0] += t_e and p_e
-            m[1] += p_e and not t_e
-            m[2] += t_e and not p_e
+            m.add(conv.customer_emotion == e, d.values["customer_emotion"] == e)
     scores = {"conversations": float(n), "complaint_acc": ct_ok / max(1, n)}
-    scores |= {f"missed_{it}_f1": _f1(*m) for it, m in missed.items()}
-    scores["script_missed_macro_f1"] = sum(_f1(*m) for m in missed.values()) / len(missed)
-    scores["courtesy_f1"] = _f1(*rude)
-    scores["emotion_macro_f1"] = sum(_f1(*m) for m in emo.values()) / len(emo)
-    scores["escalation_f1"] = _f1(*esc)
+    scores |= {f"missed_{it}_f1": m.f1 for it, m in missed.items()}
+    scores["script_missed_macro_f1"] = sum(m.f1 for m in missed.values()) / len(missed)
+    scores["courtesy_f1"] = rude.f1
+    scores["emotion_macro_f1"] = sum(m.f1 for m in emo.values()) / len(emo)
+    scores["escalation_f1"] = esc.f1
     return {k: round(v, 4) for k, v in scores.items()}
 
 
@@ -353,9 +334,11 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
     for ex in examples:
         if len(ex.conversation.turns) > _MAX_TURNS:
             ex.conversation = ex.conversation.model_copy(update={"turns": ex.conversation.turns[:_MAX_TURNS]})
-    held = [ex for ex in examples if in_validation(ex.conversation.id, options.validation_share)
-            and ex.conversation.source != "corrections"]
-    fit = [ex for ex in examples if ex not in held] if held else examples
+    # reviewers' corrections are always trained on: they are few, and each one is a lesson
+    is_held = [in_validation(ex.conversation.id, options.validation_share) and ex.conversation.source != "corrections"
+               for ex in examples]
+    held = [ex for ex, h in zip(examples, is_held, strict=True) if h]
+    fit = [ex for ex, h in zip(examples, is_held, strict=True) if not h]
     if not fit:
         raise ConfigError("E075", detail="every conversation fell in the validation share")
     rules = RulesJudge(settings) if options.rule_features else None
@@ -387,7 +370,6 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
 
-    step = 0
     averaged: dict[str, torch.Tensor] = {}
     last = max(1, min(options.average_last, options.epochs))
     for epoch in range(options.epochs):
@@ -406,7 +388,6 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
             nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
             schedule.step()
-            step += 1
             running += loss.item()
         if epoch >= options.epochs - last:
             # the weights of the last epochs are averaged: one model, less dependent on where the last step fell
