@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Judging speed: chat conversations per second through the Analyser (text stage, judges, scorecard), as the
-nightly run judges them. Threads are limited to the machine's cores (default 2, the target machine).
+nightly run judges them (``Analyser.pipe``, 32 at a time). Threads are limited to the machine's cores
+(default 2, the target machine).
 
 usage: python bench/judging_speed.py [--n 400] [--threads 2]
 The chats are the project's own corpus conversations of channel "chat", as chat transcripts.
@@ -44,8 +45,8 @@ def main() -> int:
     analyser(transcripts[0], "2026-11-22")  # warm-up: first call builds caches
     loaded = time.monotonic() - t_load
     t0 = time.monotonic()
-    for tr in transcripts:
-        analyser(tr, "2026-11-22")
+    for _ in analyser.pipe(transcripts, "2026-11-22"):
+        pass
     seconds = time.monotonic() - t0
     turns = sum(len(t.turns) for t in transcripts)
     print(f"judges {settings.judges}, {args.threads} threads: {len(transcripts)} chats ({turns} turns) in "

@@ -27,7 +27,7 @@ STC3 = ROOT.parent / "shared" / "data" / "real" / "stc3_customer_helpdesk"
 
 from pipeline.analysis import Analyser  # noqa: E402
 from pipeline.config import get_settings  # noqa: E402
-from pipeline.schema import ConversationMeta, Transcript, Turn  # noqa: E402
+from pipeline.schema import Analysis, ConversationMeta, Transcript, Turn  # noqa: E402
 
 _MENTION = re.compile(r"@[^\s@:：,，。!！?？]{1,30}|#[^#]{1,40}#|\u200b")
 
@@ -81,12 +81,16 @@ def main() -> int:
     scores, truth, skipped = [], [], 0
     emotions: dict[str, int] = {}
     t0 = time.monotonic()
+    kept = []
     for d in data:
         tr = to_transcript(d)
-        if not any(t.role == "customer" for t in tr.turns):
+        if any(t.role == "customer" for t in tr.turns):
+            kept.append((d, tr))
+        else:
             skipped += 1
-            continue
-        analysis = analyser(tr, "2018-09-03")
+    for (d, _), analysis in zip(kept, analyser.pipe([tr for _, tr in kept], "2018-09-03"), strict=True):
+        if not isinstance(analysis, Analysis):
+            raise SystemExit(f"dialogue {d['id']}: {analysis.message}")
         by_item = {f.item: f for f in analysis.findings}
         emo = by_item["customer_emotion"]
         dis = float(by_item["customer_dissatisfaction"].value or 0.0)  # 1 - P(calm), from the learned judge

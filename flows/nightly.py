@@ -1,4 +1,5 @@
-"""The nightly Prefect flow: discover → transcribe (mapped, model-limited) → judge → score → store → summary.
+"""The nightly Prefect flow: discover → transcribe (mapped, model-limited) → judge (in batches) → score → store →
+summary.
 
 The flow only orchestrates; every task is a thin call into ``pipeline``. Retries are on I/O only
 (reading the inbox, writing the store): recognising and judging are deterministic, so retrying them
@@ -21,7 +22,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline.analysis import Analyser
+from pipeline.analysis import BATCH, Analyser
 from pipeline.asr import transcribe_job
 from pipeline.config import Settings, get_settings
 from pipeline.ingest import CallJob, Item, discover
@@ -59,9 +60,10 @@ def transcribe(job: CallJob, settings: Settings) -> Transcript | Failure:
 
 
 @task(name="judge")
-def judge(analyser: Analyser, transcript: Transcript, day: str) -> Analysis | Failure:
-    out = analyser.analyse_or_fail(transcript, day)
-    _tick("judge", transcript.meta.id, isinstance(out, Analysis))
+def judge(analyser: Analyser, transcripts: list[Transcript], day: str) -> list[Analysis | Failure]:
+    out = list(analyser.pipe(transcripts, day))
+    for t, judged in zip(transcripts, out, strict=True):
+        _tick("judge", t.meta.id, isinstance(judged, Analysis))
     return out
 
 
@@ -108,9 +110,10 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None) -> d
 
     analyser = Analyser(settings)
     analyses: list[Analysis] = []
-    for t in transcripts:
-        judged = judge(analyser, t, day)
-        (failures.append(judged) if isinstance(judged, Failure) else analyses.append(judged))
+    # judged a batch at a time: the model's forward pass is shared, and a failing batch is retried one by one
+    for at in range(0, len(transcripts), BATCH):
+        for judged in judge(analyser, transcripts[at:at + BATCH], day):
+            (failures.append(judged) if isinstance(judged, Failure) else analyses.append(judged))
     store_day(url, day, analyses, failures, _failure_meta(items))
     summary = {
         "date": day, "db": url, "conversations": len(items), "analysed": len(analyses),

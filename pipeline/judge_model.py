@@ -62,12 +62,17 @@ class JudgeMeta:
     ngrams: list[str]
     temperatures: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    # weight of the rules' evidence beside the model's, per head (0 = the model alone); tuned in training
+    rule_weights: dict[str, float] = field(default_factory=dict)
     version: str = "2"
     format: int = FORMAT_VERSION
     training: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, tag: str) -> float:
         return self.thresholds.get(tag, 0.5)
+
+    def rule_weight(self, head: str) -> float:
+        return self.rule_weights.get(head, 0.0)
 
     def temperature(self, head: str) -> float:
         return self.temperatures.get(head, 1.0)
@@ -317,24 +322,36 @@ class JudgeModel:
     def batch(self, conversations: Sequence[Sequence[TurnInput]]) -> Batch:
         return make_batch(conversations, self.tokenizer, self.ngram_index, self.meta.net)
 
-    @torch.inference_mode()
     def predict(self, turns: Sequence[TurnInput]) -> Prediction:
-        """Calibrated probabilities for one conversation. The network must be in eval mode (``load`` leaves it
-        so; training sets it back before predicting)."""
-        out = self.net(self.batch([turns]))
+        """Calibrated probabilities for one conversation."""
+        return self.predict_many([turns])[0]
+
+    @torch.inference_mode()
+    def predict_many(self, conversations: Sequence[Sequence[TurnInput]]) -> list[Prediction]:
+        """Calibrated probabilities for several conversations in one forward pass (the per-call cost of the
+        encoder is paid once). The network must be in eval mode (``load`` leaves it so; training sets it back
+        before predicting)."""
+        if not conversations:
+            return []
+        out = self.net(self.batch(conversations))
         temps = torch.tensor([self.meta.temperature(tag) for tag in TURN_TAGS])
-        turn_p = torch.sigmoid(out.turn_logits[0] / temps)
-        roles = [t.role for t in turns]
-        return Prediction(
-            tags=[{tag: float(turn_p[i, TURN_TAGS.index(tag)]) for tag in (AGENT_TAGS if r == "agent"
-                   else CUSTOMER_TAGS)} for i, r in enumerate(roles)],
-            complaint=dict(zip(COMPLAINT_TYPES, torch.softmax(
-                out.complaint_logits[0] / self.meta.temperature("complaint_type"), -1).tolist(), strict=True)),
-            emotion=dict(zip(EMOTIONS, torch.softmax(
-                out.emotion_logits[0] / self.meta.temperature("customer_emotion"), -1).tolist(), strict=True)),
-            complaint_attention=out.complaint_attention[0].tolist(),
-            emotion_attention=out.emotion_attention[0].tolist(),
-        )
+        turn_p = torch.sigmoid(out.turn_logits / temps).tolist()
+        complaint = torch.softmax(out.complaint_logits / self.meta.temperature("complaint_type"), -1).tolist()
+        emotion = torch.softmax(out.emotion_logits / self.meta.temperature("customer_emotion"), -1).tolist()
+        ct_att, em_att = out.complaint_attention.tolist(), out.emotion_attention.tolist()
+        at = {tag: j for j, tag in enumerate(TURN_TAGS)}
+        preds = []
+        for b, turns in enumerate(conversations):
+            n = len(turns)
+            preds.append(Prediction(
+                tags=[{tag: turn_p[b][i][at[tag]] for tag in (AGENT_TAGS if t.role == "agent" else CUSTOMER_TAGS)}
+                      for i, t in enumerate(turns)],
+                complaint=dict(zip(COMPLAINT_TYPES, complaint[b], strict=True)),
+                emotion=dict(zip(EMOTIONS, emotion[b], strict=True)),
+                complaint_attention=ct_att[b][:n],
+                emotion_attention=em_att[b][:n],
+            ))
+        return preds
 
 
 @dataclass

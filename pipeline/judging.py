@@ -46,29 +46,30 @@ def judge_day(inbox: Path, date: str, settings: Settings, cache: Path | None = N
     analyser = Analyser(settings)
     cached = _read_cache(cache)
     fresh: list[str] = []  # newly recognised transcripts, appended to the cache at the end
-    results: list[dict[str, Any]] = []
-    failures: list[Failure] = []
+    heard: list[Transcript | Failure] = []
     for n, item in enumerate(items, 1):
         conv_id = item.conversation_id if isinstance(item, Failure) else item.meta.id
-        heard: Transcript | Failure
         if not isinstance(item, CallJob):
-            heard = item
+            heard.append(item)
         else:
             key = _fingerprint(item.meta, settings)
             if key in cached:
-                heard = Transcript.model_validate(cached[key])
+                heard.append(Transcript.model_validate(cached[key]))
             else:
-                heard = transcribe_job(item, settings)
-                if isinstance(heard, Transcript):
-                    fresh.append(json.dumps({"fingerprint": key, "transcript": heard.model_dump(mode="json")},
+                recognised = transcribe_job(item, settings)
+                heard.append(recognised)
+                if isinstance(recognised, Transcript):
+                    fresh.append(json.dumps({"fingerprint": key, "transcript": recognised.model_dump(mode="json")},
                                             ensure_ascii=False))
-        judged = analyser.analyse_or_fail(heard, date) if isinstance(heard, Transcript) else heard
+        if progress is not None:
+            progress(n, len(items), conv_id)
+    failures = [h for h in heard if isinstance(h, Failure)]
+    results: list[dict[str, Any]] = []
+    for judged in analyser.pipe([h for h in heard if isinstance(h, Transcript)], date):
         if isinstance(judged, Failure):
             failures.append(judged)
         else:
             results.append(judged.result.model_dump(mode="json"))
-        if progress is not None:
-            progress(n, len(items), conv_id)
     if cache is not None and fresh:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with cache.open("a", encoding="utf-8") as f:

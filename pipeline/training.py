@@ -48,7 +48,7 @@ from pipeline.judge_model import (
     save,
     write_char_vocab,
 )
-from pipeline.judges.learned import decide
+from pipeline.judges.learned import LearnedJudge, mix
 from pipeline.judges.rules import FEATURE_NAMES, RulesJudge
 from pipeline.schema import COMPLAINT_TYPES, EMOTIONS, SCRIPT_ITEMS, Turn
 
@@ -151,10 +151,14 @@ def augmented(example: Example, rng: random.Random) -> Example:
     return Example(example.conversation, texts)
 
 
+def turns_of(example: Example) -> list[Turn]:
+    return [Turn(index=i, role=t.role, text=s, norm_text=s) for i, (t, s) in
+            enumerate(zip(example.conversation.turns, example.texts, strict=True))]
+
+
 def inputs_for(example: Example, rules: RulesJudge | None, rng: random.Random | None) -> list[TurnInput]:
     """The network's inputs for a conversation; with ``rng``, a quarter of the turns lose the rules' evidence."""
-    turns = [Turn(index=i, role=t.role, text=s, norm_text=s) for i, (t, s) in
-             enumerate(zip(example.conversation.turns, example.texts, strict=True))]
+    turns = turns_of(example)
     features = rules.turn_features(turns) if rules is not None else [[] for _ in turns]
     if rng is not None and rules is not None:
         features = [[0.0] * len(f) if rng.random() < 0.25 else f for f in features]
@@ -240,9 +244,13 @@ def _best_threshold(score: Callable[[float], float]) -> float:
     return max(grid, key=lambda t: (round(score(t), 4), -abs(t - 0.5)))
 
 
-def tune_thresholds(model: JudgeModel, examples: Sequence[Example], rules: RulesJudge | None,
-                    seed: int) -> dict[str, float]:
-    """Per-tag decision thresholds that maximise the F1 the product is judged by, on the validation
+_RULE_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)
+
+
+def tune_decisions(model: JudgeModel, examples: Sequence[Example], rules: RulesJudge | None, backing: RulesJudge,
+                   seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-tag decision thresholds that maximise the F1 the product is judged by, and per conversation-level
+    head the weight of the rules' evidence beside the model's that maximises its score, on the validation
     conversations as written *and* as a recogniser would deliver them (no punctuation, some turns cut)."""
     rng = random.Random(seed)
     renderings = [*examples]
@@ -251,8 +259,17 @@ def tune_thresholds(model: JudgeModel, examples: Sequence[Example], rules: Rules
         renderings.append(Example(cut.conversation, [_PUNCT.sub("", t) or t for t in cut.texts]))
     conv_max: dict[str, list[tuple[bool, float]]] = {tag: [] for tag in TURN_TAGS}
     rude_turns: list[tuple[bool, float]] = []
+    # per conversation-level head: (truth, model's probabilities, rules' evidence)
+    heads: dict[str, list[tuple[str, dict[str, float], dict[str, float]]]] = {"complaint_type": [],
+                                                                              "customer_emotion": []}
     for ex in renderings:
         pred = model.predict(inputs_for(ex, rules, None))
+        evidence = backing.read(turns_of(ex)).evidence
+        conv = ex.conversation
+        if conv.complaint_type is not None:
+            heads["complaint_type"].append((conv.complaint_type, pred.complaint, evidence["complaint_type"]))
+        if conv.customer_emotion is not None:
+            heads["customer_emotion"].append((conv.customer_emotion, pred.emotion, evidence["customer_emotion"]))
         for tag in TURN_TAGS:
             among = [i for i, t in enumerate(ex.conversation.turns) if tag in tags_for(t.role)]
             truth = any(ex.conversation.turns[i].tags.get(tag) for i in among)
@@ -277,12 +294,38 @@ def tune_thresholds(model: JudgeModel, examples: Sequence[Example], rules: Rules
             pairs, absent = conv_max[tag], tag not in ("ownership_violation", "escalation")
         if sum(t for t, _ in pairs) >= 5:
             out[tag] = _best_threshold(f1_at(pairs, absent))
-    return out
+
+    def head_score(rows: list[tuple[str, dict[str, float], dict[str, float]]], macro: bool) -> Callable[[float], float]:
+        # complaint type is scored by accuracy, emotion by macro F1 (as tools/score.py scores them)
+        def score(w: float) -> float:
+            pairs = []
+            for truth, p, evidence in rows:
+                mixed = mix(p, evidence, w)
+                pairs.append((truth, max(mixed, key=lambda k: mixed[k])))
+            if not macro:
+                return sum(t == q for t, q in pairs) / max(1, len(pairs))
+            classes = sorted({t for t, _ in pairs})
+            f1s = []
+            for c in classes:
+                m = PRF()
+                for t, q in pairs:
+                    m.add(t == c, q == c)
+                f1s.append(m.f1)
+            return sum(f1s) / max(1, len(f1s))
+        return score
+
+    weights = {}
+    for head, rows in heads.items():
+        if rows:
+            score = head_score(rows, macro=head == "customer_emotion")
+            weights[head] = max(_RULE_WEIGHTS, key=lambda w: (round(score(w), 4), -w))
+    return out, weights
 
 
-def validation_scores(model: JudgeModel, examples: Sequence[Example], rules: RulesJudge | None) -> dict[str, float]:
-    """The dev-set metrics of ``tools/score.py``, on the validation conversations (exact turns)."""
-    forbidden_at = FEATURE_NAMES.index("forbidden")
+def validation_scores(model: JudgeModel, examples: Sequence[Example], backing: RulesJudge) -> dict[str, float]:
+    """The dev-set metrics of ``tools/score.py`` on the validation conversations (exact turns), judged as the
+    nightly run judges: model, rules' evidence and rules' backing together."""
+    judge = LearnedJudge(model, backing)
     n = len(examples)
     ct_ok = 0
     missed = {it: PRF() for it in SCRIPT_ITEMS}
@@ -290,9 +333,7 @@ def validation_scores(model: JudgeModel, examples: Sequence[Example], rules: Rul
     emo = {e: PRF() for e in EMOTIONS}
     for ex in examples:
         conv = ex.conversation
-        inputs = inputs_for(ex, rules, None)
-        forb = [bool(t.features and t.features[forbidden_at] > 0) for t in inputs]
-        d = decide(model.predict(inputs), [t.role for t in conv.turns], model.meta, forb)
+        d = judge.decide(turns_of(ex))
         ct_ok += d.values["complaint_type"] == conv.complaint_type
         tags = {tag for t in conv.turns for tag, v in t.tags.items() if v}
         for it in SCRIPT_ITEMS:
@@ -341,7 +382,8 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
     fit = [ex for ex, h in zip(examples, is_held, strict=True) if not h]
     if not fit:
         raise ConfigError("E075", detail="every conversation fell in the validation share")
-    rules = RulesJudge(settings) if options.rule_features else None
+    backing = RulesJudge(settings)  # the judge backs the model with the rules whether or not it reads them
+    rules = backing if options.rule_features else None
 
     fit_texts = [s for ex in fit for s in ex.texts]
     out = options.out
@@ -422,8 +464,8 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
             lambda temp: float(nn.functional.cross_entropy(ct_x / temp, ct_y, ignore_index=-100)))
         meta.temperatures["customer_emotion"] = _fit_temperature(
             lambda temp: float(nn.functional.cross_entropy(em_x / temp, em_y, ignore_index=-100)))
-        meta.thresholds = tune_thresholds(model, held, rules, options.seed + 1)
-        scores = validation_scores(model, held, rules)
+        meta.thresholds, meta.rule_weights = tune_decisions(model, held, rules, backing, options.seed + 1)
+        scores = validation_scores(model, held, backing)
     else:
         scores = {}
 

@@ -4,6 +4,7 @@ is deterministic."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from pipeline.config import Settings
 from pipeline.corpus import from_corrections, load_corpus
 from pipeline.ingest import read_chat
 from pipeline.judge_model import load
-from pipeline.judges.learned import LearnedJudge
+from pipeline.judges import get_judge
 from pipeline.judges.rules import PRODUCES
 from pipeline.training import TrainOptions, train, write_card
 
@@ -43,6 +44,9 @@ def test_training_writes_a_complete_model_folder(tiny_model: tuple[Path, dict]) 
                                           "emotion_macro_f1", "escalation_f1"}
     card = (out / "CARD.md").read_text(encoding="utf-8")
     assert "## Data" in card and "Parameters" in card
+    meta = json.loads((out / "judge.json").read_text(encoding="utf-8"))
+    assert set(meta["rule_weights"]) <= {"complaint_type", "customer_emotion"}
+    assert all(0.0 <= w <= 2.0 for w in meta["rule_weights"].values())
 
 
 def test_the_trained_model_judges_a_conversation(tiny_model: tuple[Path, dict], settings: Settings,
@@ -52,7 +56,7 @@ def test_the_trained_model_judges_a_conversation(tiny_model: tuple[Path, dict], 
     import json
 
     path.write_text(json.dumps(chat("W1"), ensure_ascii=False), encoding="utf-8")
-    judge = LearnedJudge(settings.model_copy(update={"judge_model_path": out}))
+    judge = get_judge("learned", settings.model_copy(update={"judge_model_path": out}))
     findings = judge(read_chat(path))
     items = {f.item for f in findings}
     assert set(PRODUCES) - {"courtesy_violation"} <= items

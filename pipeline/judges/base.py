@@ -8,7 +8,7 @@ judges cover every item of the result record.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pipeline.errors import ConfigError
@@ -25,6 +25,15 @@ class Judge(Protocol):
     produces: tuple[str, ...]  # finding items: "complaint_type", "script.greeting", ...
 
     def __call__(self, transcript: Transcript) -> list[Finding]: ...
+
+
+def judge_many(judge: Judge, transcripts: Sequence[Transcript]) -> list[list[Finding]]:
+    """Each transcript's findings. A judge that gains from seeing several at once (a model's forward pass)
+    has a ``pipe`` method, as spaCy components do; the results are the same as calling it on each."""
+    pipe = getattr(judge, "pipe", None)
+    if callable(pipe):
+        return list(pipe(transcripts))
+    return [judge(t) for t in transcripts]
 
 
 JudgeFactory = Callable[["Settings"], Judge]

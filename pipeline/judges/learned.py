@@ -10,7 +10,8 @@ calibrated probability of the value reported, so the scorecard's low-confidence 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pipeline import text
@@ -38,7 +39,13 @@ class Decision:
     sources: dict[str, str] = field(default_factory=dict)  # item → judge source, where not the model alone
 
 
-def decide(pred: Prediction, roles: Sequence[Role], meta: JudgeMeta, forbidden: Sequence[bool] = ()) -> Decision:
+def decide(pred: Prediction, roles: Sequence[Role], meta: JudgeMeta, forbidden: Sequence[bool] = (),
+           evidence: Mapping[str, Mapping[str, float]] | None = None) -> Decision:
+    """The model's verdict. ``evidence`` (the rules' keyword totals per class of a conversation-level head:
+    complaint type, customer emotion) is added to the model's log-probabilities with the weight training
+    tuned for that head (``meta.rule_weight``): the two read a conversation differently, and their errors
+    differ."""
+    evidence = evidence or {}
     d = Decision()
     agent = [i for i, r in enumerate(roles) if r == "agent"]
     customer = [i for i, r in enumerate(roles) if r == "customer"]
@@ -74,56 +81,86 @@ def decide(pred: Prediction, roles: Sequence[Role], meta: JudgeMeta, forbidden: 
     d.confidence["escalation_risk"] = top if threats else 1.0 - top
     d.evidence["escalation_risk"] = threats
 
-    complaint = max(pred.complaint, key=lambda k: pred.complaint[k])
+    probs = mix(pred.complaint, evidence.get("complaint_type", {}), meta.rule_weight("complaint_type"))
+    complaint = max(probs, key=lambda k: probs[k])
     d.values["complaint_type"] = complaint
-    d.confidence["complaint_type"] = pred.complaint[complaint]
+    d.confidence["complaint_type"] = probs[complaint]
     d.evidence["complaint_type"] = _top(pred.complaint_attention, customer or agent)
 
-    emotion = max(pred.emotion, key=lambda k: pred.emotion[k])
+    feeling = mix(pred.emotion, evidence.get("customer_emotion", {}), meta.rule_weight("customer_emotion"))
+    emotion = max(feeling, key=lambda k: feeling[k])
     d.values["customer_emotion"] = emotion
-    d.confidence["customer_emotion"] = pred.emotion[emotion]
+    d.confidence["customer_emotion"] = feeling[emotion]
     d.evidence["customer_emotion"] = _top(pred.emotion_attention, customer) if emotion != "calm" else []
     # a continuous score to sort the review queue by (and to rank against satisfaction surveys)
-    d.values["customer_dissatisfaction"] = round(1.0 - pred.emotion["calm"], 4)
+    d.values["customer_dissatisfaction"] = round(1.0 - feeling["calm"], 4)
     d.confidence["customer_dissatisfaction"] = 1.0
     d.evidence["customer_dissatisfaction"] = d.evidence["customer_emotion"]
     return d
+
+
+def mix(model: Mapping[str, float], evidence: Mapping[str, float], weight: float) -> dict[str, float]:
+    """Product of experts: p(class) ∝ p_model(class) · exp(weight · rules' evidence for class)."""
+    if not weight or not evidence:
+        return dict(model)
+    logits = {k: math.log(max(p, 1e-9)) + weight * evidence.get(k, 0.0) for k, p in model.items()}
+    top = max(logits.values())
+    exp = {k: math.exp(v - top) for k, v in logits.items()}
+    total = sum(exp.values())
+    return {k: v / total for k, v in exp.items()}
 
 
 def _top(weights: Sequence[float], among: list[int]) -> list[int]:
     return sorted(sorted(among, key=lambda i: weights[i], reverse=True)[:_EVIDENCE_TURNS])
 
 
-def turn_inputs(turns: Sequence[Turn], rules: RulesJudge | None) -> list[TurnInput]:
-    features = rules.turn_features(turns) if rules is not None else [[] for _ in turns]
-    return [TurnInput(role=t.role, text=t.norm_text or text.normalise(t.text), features=f)
-            for t, f in zip(turns, features, strict=True)]
+def turn_inputs(turns: Sequence[Turn], features: Sequence[Sequence[float]] | None) -> list[TurnInput]:
+    feats: Sequence[Sequence[float]] = features if features is not None else [[] for _ in turns]
+    return [TurnInput(role=t.role, text=t.norm_text or text.normalise(t.text), features=list(f))
+            for t, f in zip(turns, feats, strict=True)]
 
 
 class LearnedJudge:
+    """The model, with the rules read alongside it: their per-turn evidence is the model's input, and their
+    verdict backs it (``_back_with_rules``). Built from a loaded model so training can judge with it too."""
+
     name = "learned"
     produces = (*PRODUCES, "customer_dissatisfaction")
 
-    def __init__(self, settings: Settings) -> None:
-        self.model: JudgeModel = load_cached(settings.judge_model_path.resolve())
-        self.rules = RulesJudge(settings)
-        self.version = self.model.meta.version
+    def __init__(self, model: JudgeModel, rules: RulesJudge) -> None:
+        self.model = model
+        self.rules = rules
+        self.version = model.meta.version
         self.source = f"{self.name}:{self.version}"
 
-    def __call__(self, transcript: Transcript) -> list[Finding]:
-        turns = [t for t in transcript.turns if (t.norm_text or t.text).strip()]
-        if not turns:
-            return []
-        inputs = turn_inputs(turns, self.rules if self.model.meta.net.rule_features else None)
-        if not self.model.meta.net.rule_features:
-            forbidden = [f[_FORBIDDEN] > 0 for f in self.rules.turn_features(turns)]
-        else:
-            forbidden = [t.features[_FORBIDDEN] > 0 for t in inputs]
-        d = decide(self.model.predict(inputs), [t.role for t in turns], self.model.meta, forbidden)
-        position = {t.index: i for i, t in enumerate(turns)}
-        backing = self.rules(transcript.model_copy(update={"turns": turns}))
-        self._back_with_rules(d, backing, position, turns)
+    def decide(self, turns: Sequence[Turn]) -> Decision:
+        """The verdict on non-empty turns; evidence is by position in ``turns``."""
+        return self.decide_many([turns])[0]
 
+    def decide_many(self, conversations: Sequence[Sequence[Turn]]) -> list[Decision]:
+        """Verdicts on several conversations, the model run once over all of them."""
+        uses_rules = bool(self.model.meta.net.rule_features)
+        readings = [self.rules.read(turns) for turns in conversations]  # the model's inputs and the backing
+        preds = self.model.predict_many([turn_inputs(turns, r.features if uses_rules else None)
+                                         for turns, r in zip(conversations, readings, strict=True)])
+        out = []
+        for turns, reading, pred in zip(conversations, readings, preds, strict=True):
+            forbidden = [f[_FORBIDDEN] > 0 for f in reading.features]
+            d = decide(pred, [t.role for t in turns], self.model.meta, forbidden, reading.evidence)
+            self._back_with_rules(d, reading.findings, {t.index: i for i, t in enumerate(turns)}, turns)
+            out.append(d)
+        return out
+
+    def __call__(self, transcript: Transcript) -> list[Finding]:
+        return self.pipe([transcript])[0]
+
+    def pipe(self, transcripts: Sequence[Transcript]) -> list[list[Finding]]:
+        """Findings for each transcript, judged together (as spaCy's ``pipe``: same results, less overhead)."""
+        kept = [[t for t in tr.turns if (t.norm_text or t.text).strip()] for tr in transcripts]
+        decisions = iter(self.decide_many([turns for turns in kept if turns]))
+        return [self._findings(turns, next(decisions)) if turns else [] for turns in kept]
+
+    def _findings(self, turns: Sequence[Turn], d: Decision) -> list[Finding]:
         def ev(positions: Sequence[int]) -> list[Evidence]:
             return [Evidence(turn=turns[i].index, text=turns[i].text, start=turns[i].start, end=turns[i].end)
                     for i in positions]
@@ -139,20 +176,20 @@ class LearnedJudge:
     def _back_with_rules(self, d: Decision, backing: list[Finding], position: dict[int, int],
                          turns: Sequence[Turn]) -> None:
         """The rules back the model where text is textbook and the model is unsure of recognised speech:
-        a script item the rules see done is done (the model catches the paraphrases the rules miss), the
-        customer is pushed away only when both agree, and a turn the rules find rude stays rude. A model-only
-        courtesy violation needs a strong signal on a turn long enough to carry one (recogniser fragments
-        like "妇女是" are not evidence of anything)."""
+        a script item the rules see done is done and a textbook threat (12345, 住建委, 曝光, 律师, 不交物业费)
+        is a threat, whatever the model says (the model catches the paraphrases the rules miss); the customer
+        is pushed away only when both agree; a turn the rules find rude stays rude. A model-only courtesy
+        violation needs a strong signal on a turn long enough to carry one (recogniser fragments like
+        "妇女是" are not evidence of anything)."""
         backed = f"{self.source}+rules:{self.rules.version}"
         for f in backing:
-            if not f.item.startswith("script."):
-                continue
             at = [position[e.turn] for e in f.evidence if e.turn in position]
             if f.item == "script.ownership":
                 if d.values[f.item] is False and f.value is True:
                     d.values[f.item], d.confidence[f.item], d.evidence[f.item] = True, f.confidence, []
                     d.sources[f.item] = backed
-            elif f.value is True and d.values[f.item] is False:
+            elif ((f.item.startswith("script.") or f.item == "escalation_risk")
+                  and f.value is True and d.values[f.item] is False):
                 d.values[f.item], d.confidence[f.item], d.evidence[f.item] = True, f.confidence, at
                 d.sources[f.item] = backed
         for i in list(d.courtesy):
@@ -170,4 +207,4 @@ class LearnedJudge:
 
 @register("learned")
 def make_learned(settings: Settings) -> LearnedJudge:
-    return LearnedJudge(settings)
+    return LearnedJudge(load_cached(settings.judge_model_path.resolve()), RulesJudge(settings))

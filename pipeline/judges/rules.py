@@ -54,6 +54,15 @@ def _score(rules: Sequence[Weighted], text: str) -> float:
     return sum(r.weight for r in rules if r.pattern.search(text))
 
 
+def _echo(turn: str, before: str) -> float:
+    """Share of the turn's character bigrams (digits aside) that the other side said before it."""
+    grams = [turn[i:i + 2] for i in range(len(turn) - 1) if not turn[i:i + 2].isdigit()]
+    if not grams or not before:
+        return 0.0
+    heard = {before[i:i + 2] for i in range(len(before) - 1)}
+    return sum(g in heard for g in grams) / len(grams)
+
+
 def _any(patterns: Sequence[re.Pattern[str]], text: str) -> bool:
     return any(p.search(text) for p in patterns)
 
@@ -142,6 +151,7 @@ class Rules:
     identity: list[re.Pattern[str]]
     restate_min: int
     restate_long: int
+    restate_echo: float
     restate: list[re.Pattern[str]]
     restate_tag: re.Pattern[str]
     restate_weak_tag: re.Pattern[str]
@@ -255,6 +265,7 @@ def load_rules(path: Path) -> Rules:
         identity=r.patterns(ident, "patterns", "script.identity_check"),
         restate_min=r.integer(rest, "min_chars", "script.restate", 0, 1000),
         restate_long=r.integer(rest, "long_chars", "script.restate", 0, 1000),
+        restate_echo=r.number(rest, "echo_share", "script.restate", 0, 1),
         restate=r.patterns(rest, "patterns", "script.restate"),
         restate_tag=r.regex(rest.get("tag"), "script.restate.tag"),
         restate_weak_tag=r.regex(rest.get("weak_tag"), "script.restate.weak_tag"),
@@ -299,11 +310,28 @@ def load_rules(path: Path) -> Rules:
 
 @dataclass(frozen=True)
 class _T:
-    """A turn prepared for matching."""
+    """A turn prepared for matching, with what every rule says about it on its own (computed once)."""
 
     turn: Turn
     raw: str  # what the judge reads (norm_text or text), punctuation kept
     flat: str  # raw without whitespace/punctuation, homophones replaced
+    hello: bool = False
+    desk: bool = False
+    identity: bool = False
+    restate: bool = False
+    commitment: bool = False
+    push: float = 0.0
+    closing: bool = False
+    bye: bool = False
+    thanks: bool = False
+    rude: float = 0.0
+    forbidden: bool = False
+    angry: float = 0.0  # before calm words are subtracted
+    dissatisfied: float = 0.0
+    calm: float = 0.0
+    escalation: float = 0.0
+    escalation_negated: bool = False
+    types: tuple[float, ...] = ()  # evidence per complaint type, in COMPLAINT_TYPES order
 
     @property
     def index(self) -> int:
@@ -312,6 +340,25 @@ class _T:
     def evidence(self) -> Evidence:
         return Evidence(turn=self.turn.index, text=self.turn.text or self.raw, start=self.turn.start,
                         end=self.turn.end)
+
+    def features(self, r: Rules) -> list[float]:
+        values = (
+            self.hello, self.desk, self.identity, self.restate, self.commitment, self.push / r.own_threshold,
+            self.closing, self.bye, self.thanks, self.rude / r.rude_threshold, self.forbidden, self.angry,
+            self.dissatisfied, self.calm, self.escalation / r.esc_threshold, self.escalation_negated, *self.types,
+        )
+        return [min(1.0, max(0.0, float(v) / 2)) for v in values]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the rules make of a conversation in one pass: each turn's evidence as model inputs
+    (``FEATURE_NAMES``), the keyword evidence per class of the conversation-level items (complaint_type:
+    weighted total per type; customer_emotion: the customer's angry and dissatisfied totals), and the findings."""
+
+    features: list[list[float]]
+    evidence: dict[str, dict[str, float]]
+    findings: list[Finding]
 
 
 class RulesJudge:
@@ -324,76 +371,82 @@ class RulesJudge:
         self.source = f"{self.name}:{self.version}"
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _prepare(self, turn: Turn) -> _T:
-        raw = turn.norm_text or turn.text or ""
+    def _flatten(self, raw: str) -> str:
         flat = self.rules.strip.sub("", raw)
         for a, b in self.rules.replace:
             if a in flat:
                 flat = flat.replace(a, b)
-        return _T(turn, raw, flat)
+        return flat
+
+    def _prepare(self, turn: Turn) -> _T:
+        r = self.rules
+        raw = turn.norm_text or turn.text or ""
+        f = self._flatten(raw)
+        bare = _T(turn, raw, f)
+        return _T(
+            turn, raw, f, hello=_any(r.greet_hello, f), desk=_any(r.greet_desk, f), identity=_any(r.identity, f),
+            restate=self._is_restate(bare), commitment=self._is_commitment(bare), push=self._push_score(bare),
+            closing=_any(r.closing, f), bye=_any(r.bye, f), thanks=_any(r.thanks, f), rude=self._rude_score(bare),
+            forbidden=_any(r.forbidden, f), angry=_score(r.emo_angry, f) + _score(r.emo_p_angry, raw),
+            dissatisfied=_score(r.emo_dis, f) + _score(r.emo_p_dis, raw), calm=_score(r.emo_calm, f),
+            escalation=_score(r.esc, f), escalation_negated=_any(r.esc_neg, f),
+            types=tuple(_score(r.ct_types[k], f) for k in COMPLAINT_TYPES),
+        )
 
     def _finding(self, item: str, value: bool | str, confidence: float, turns: Iterable[_T] = ()) -> Finding:
         return Finding(item=item, value=value, confidence=round(min(1.0, max(0.0, confidence)), 3),
                        evidence=[t.evidence() for t in turns], source=self.source)
 
-    # -- entry point -----------------------------------------------------------------------------
+    # -- entry points ----------------------------------------------------------------------------
     def __call__(self, transcript: Transcript) -> list[Finding]:
-        turns = [self._prepare(t) for t in transcript.turns]
-        agent = [t for t in turns if t.turn.role == "agent"]
-        customer = [t for t in turns if t.turn.role == "customer"]
-        findings = [self._complaint(agent, customer)]
-        restates = self._restates(agent)
+        return self.read(transcript.turns).findings
+
+    def read(self, turns: Sequence[Turn]) -> Reading:
+        prepared = [self._prepare(t) for t in turns]
+        agent = [t for t in prepared if t.turn.role == "agent"]
+        customer = [t for t in prepared if t.turn.role == "customer"]
+        totals, complaint = self._complaint(agent, customer)
+        findings = [complaint]
+        restates = self._restates(agent, customer)
         findings += self._script(agent, restates)
         # a restatement may quote what someone else said ("她还说'谁知道你在家'，是吗？"): not rude
         findings += self._courtesy([t for t in agent if t.index not in restates])
         findings.append(self._emotion(customer))
         findings.append(self._escalation(customer))
-        return findings
+        feeling = {"calm": 0.0, "dissatisfied": sum(t.dissatisfied for t in customer),
+                   "angry": sum(max(0.0, t.angry - t.calm) for t in customer)}
+        evidence = {"complaint_type": totals, "customer_emotion": feeling}
+        return Reading([t.features(self.rules) for t in prepared], evidence, findings)
 
     def turn_features(self, turns: Sequence[Turn]) -> list[list[float]]:
         """Each turn's rule evidence as numbers in [0, 1] (``FEATURE_NAMES``): what the rules would say,
         for a model to weigh against the words."""
-        r = self.rules
-        out = []
-        for turn in turns:
-            t = self._prepare(turn)
-            f, raw = t.flat, t.raw
-            values = [
-                _any(r.greet_hello, f), _any(r.greet_desk, f), _any(r.identity, f), self._is_restate(t),
-                self._is_commitment(t), self._push_score(t) / r.own_threshold, _any(r.closing, f), _any(r.bye, f),
-                _any(r.thanks, f), self._rude_score(t) / r.rude_threshold, _any(r.forbidden, f),
-                _score(r.emo_angry, f) + _score(r.emo_p_angry, raw), _score(r.emo_dis, f) + _score(r.emo_p_dis, raw),
-                _score(r.emo_calm, f), _score(r.esc, f) / r.esc_threshold, _any(r.esc_neg, f),
-                *(_score(r.ct_types.get(k, ()), f) for k in COMPLAINT_TYPES),
-            ]
-            out.append([min(1.0, max(0.0, float(v) / 2)) for v in values])
-        return out
+        return [self._prepare(t).features(self.rules) for t in turns]
 
     # -- complaint type --------------------------------------------------------------------------
-    def _complaint(self, agent: list[_T], customer: list[_T]) -> Finding:
+    def _complaint(self, agent: list[_T], customer: list[_T]) -> tuple[dict[str, float], Finding]:
         r = self.rules
-        totals = dict.fromkeys(r.ct_types, 0.0)
-        per_turn: dict[str, dict[int, float]] = {k: {} for k in r.ct_types}
+        totals = dict.fromkeys(COMPLAINT_TYPES, 0.0)
+        per_turn: dict[str, dict[int, float]] = {k: {} for k in COMPLAINT_TYPES}
         for pos, t in enumerate(customer):
             w = r.ct_w_early if pos < r.ct_early else r.ct_w_late
-            for key, rules in r.ct_types.items():
-                s = _score(rules, t.flat)
+            for key, s in zip(COMPLAINT_TYPES, t.types, strict=True):
                 if s:
                     totals[key] += w * s
                     per_turn[key][pos] = s
         if r.ct_w_agent:
             for t in agent:
-                for key, rules in r.ct_types.items():
-                    totals[key] += r.ct_w_agent * _score(rules, t.flat)
+                for key, s in zip(COMPLAINT_TYPES, t.types, strict=True):
+                    totals[key] += r.ct_w_agent * s
         ranked = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)
         if not ranked or ranked[0][1] <= 0:
-            return self._finding("complaint_type", r.ct_default, r.ct_default_conf)
+            return totals, self._finding("complaint_type", r.ct_default, r.ct_default_conf)
         (best, top), second = ranked[0], (ranked[1][1] if len(ranked) > 1 else 0.0)
         margin = (top - second) / top
         conf = max(r.ct_min_conf, top / (top + r.ct_saturation) * (0.5 + 0.5 * margin))
         hits = sorted(per_turn[best].items(), key=lambda kv: kv[1], reverse=True)[:2]
         evidence = [customer[pos] for pos, _ in sorted(hits)]
-        return self._finding("complaint_type", best, conf, evidence)
+        return totals, self._finding("complaint_type", best, conf, evidence)
 
     # -- script items ----------------------------------------------------------------------------
     def _script(self, agent: list[_T], restates: set[int]) -> list[Finding]:
@@ -402,22 +455,22 @@ class RulesJudge:
 
         out.append(self._greeting(agent[: r.greet_turns]))
 
-        ident = next((t for t in agent if _any(r.identity, t.flat)), None)
+        ident = next((t for t in agent if t.identity), None)
         out.append(self._item("identity_check", ident))
 
         out.append(self._item("restate", next((t for t in agent if t.index in restates), None)))
         # a restatement repeats the customer's times ("今天上午…是吧？"); it is not a promise
         out.append(self._item("commitment", next(
-            (t for t in agent if t.index not in restates and self._is_commitment(t)), None)))
+            (t for t in agent if t.index not in restates and t.commitment), None)))
 
-        push = next((t for t in agent if self._push_score(t) >= r.own_threshold), None)
+        push = next((t for t in agent if t.push >= r.own_threshold), None)
         if push is not None:
             out.append(self._finding("script.ownership", False, 0.8, [push]))
         else:
             out.append(self._finding("script.ownership", True, 0.7))
 
-        out.append(self._item("closing", next((t for t in agent if _any(r.closing, t.flat)), None)))
-        bye = next((t for t in reversed(agent) if _any(r.bye, t.flat) and _any(r.thanks, t.flat)), None)
+        out.append(self._item("closing", next((t for t in agent if t.closing), None)))
+        bye = next((t for t in reversed(agent) if t.bye and t.thanks), None)
         out.append(self._item("farewell", bye))
         return out
 
@@ -434,7 +487,7 @@ class RulesJudge:
         for run in runs:
             text = "".join(t.flat for t in run)
             if _any(r.greet_hello, text) and _any(r.greet_desk, text):
-                used = [t for t in run if _any(r.greet_hello, t.flat) or _any(r.greet_desk, t.flat)]
+                used = [t for t in run if t.hello or t.desk]
                 return self._finding("script.greeting", True, 0.9, used)
         return self._finding("script.greeting", False, 0.7)
 
@@ -443,11 +496,19 @@ class RulesJudge:
             return self._finding(f"script.{item}", False, 0.7)
         return self._finding(f"script.{item}", True, 0.9, [turn])
 
-    def _restates(self, agent: list[_T]) -> set[int]:
+    def _restates(self, agent: list[_T], customer: list[_T]) -> set[int]:
         """Agent turns that restate the problem. A recogniser may cut one restatement into pieces at its
         pauses ("我跟您确认一下" | "还堆了纸箱" | "对吗"), so short agent pieces close together are also read
-        as one; the restatement is credited to its first piece."""
-        found = {t.index for t in agent if self._is_restate(t)}
+        as one; the restatement is credited to its first piece. It may also lose the question tag ("是吧"
+        heard as "失败"): a long turn with an opener that echoes what the customer said before it counts."""
+        found = {t.index for t in agent if t.restate}
+        for t in agent:
+            if t.index in found or len(t.flat) < self.rules.restate_long or _any(self.rules.closing, t.flat):
+                continue
+            if _any(self.rules.restate, t.flat) or _any(self.rules.restate_strong, t.flat):
+                said = "".join(c.flat for c in customer if c.index < t.index)
+                if _echo(t.flat, said) >= self.rules.restate_echo:
+                    found.add(t.index)
         for i, first in enumerate(agent):
             opens = _any(self.rules.restate, first.flat) or _any(self.rules.restate_strong, first.flat)
             if len(first.flat) > _FRAGMENT or first.index in found or not opens:
@@ -505,7 +566,7 @@ class RulesJudge:
         r = self.rules
         out = []
         for t in agent:
-            s = self._rude_score(t)
+            s = t.rude
             if s >= r.rude_threshold:
                 conf = 0.6 + 0.1 * (s - r.rude_threshold)
                 out.append(self._finding("courtesy_violation", True, conf, [t]))
@@ -517,9 +578,8 @@ class RulesJudge:
         angry = dis = 0.0
         scored: list[tuple[float, _T]] = []
         for t in customer:
-            a = _score(r.emo_angry, t.flat) + _score(r.emo_p_angry, t.raw)
-            d = _score(r.emo_dis, t.flat) + _score(r.emo_p_dis, t.raw)
-            a = max(0.0, a - _score(r.emo_calm, t.flat))
+            a = max(0.0, t.angry - t.calm)
+            d = t.dissatisfied
             angry += a
             dis += d
             if a + d > 0:
@@ -542,8 +602,8 @@ class RulesJudge:
         threats = []
         best = 0.0
         for t in customer:
-            s = _score(r.esc, t.flat)
-            if s >= r.esc_threshold and not _any(r.esc_neg, t.flat):
+            s = t.escalation
+            if s >= r.esc_threshold and not t.escalation_negated:
                 threats.append(t)
                 best = max(best, s)
         if threats:

@@ -101,3 +101,31 @@ def test_a_missing_model_folder_fails_fast(settings: Settings, tmp_path) -> None
     with pytest.raises(ConfigError) as err:
         load(tmp_path)
     assert err.value.code == "E073" and "judge.json" in str(err.value)
+
+
+def test_judging_many_at_once_gives_the_same_findings(judge: LearnedJudge) -> None:
+    short = convo(("agent", "物业。"), ("customer", "楼下广场舞太吵了，天天放到十点！"))
+    textbook = convo(*GOOD, asr=True)
+    empty = convo(("agent", " "))
+    assert judge.pipe([short, textbook, empty]) == [judge(short), judge(textbook), []]
+
+
+def test_a_textbook_threat_is_an_escalation_whatever_the_model_says(judge: LearnedJudge) -> None:
+    findings = by_item(judge(convo(
+        ("agent", "您好，物业客服中心。"),
+        ("customer", "我的快递放在前台被人拿走了"),
+        ("agent", "我查一下监控。"),
+        ("customer", "这事你们今天不给个说法，我就找律师起诉你们"),
+    )))
+    assert findings["escalation_risk"].value is True
+    assert [e.turn for e in findings["escalation_risk"].evidence] == [3]
+
+
+def test_rule_evidence_moves_the_conversation_level_heads(judge: LearnedJudge) -> None:
+    from pipeline.judges.learned import mix
+
+    model = {"noise": 0.5, "neighbor": 0.5}
+    assert mix(model, {"noise": 1.0}, 0.0) == model
+    mixed = mix(model, {"noise": 1.0}, 0.8)
+    assert mixed["noise"] > 0.6 and abs(sum(mixed.values()) - 1.0) < 1e-9
+    assert set(judge.model.meta.rule_weights) == {"complaint_type", "customer_emotion"}

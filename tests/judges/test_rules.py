@@ -228,3 +228,27 @@ def test_a_restatement_cut_by_the_recogniser_is_read_whole(judge: RulesJudge) ->
     ))
     restate = one(findings, "script.restate")
     assert restate.value is True and [e.turn for e in restate.evidence] == [2]
+
+
+def test_a_restatement_whose_question_tag_was_misheard_still_counts(judge: RulesJudge) -> None:
+    # the recogniser heard "是吧" as "失败": the opener and the echo of the customer's words carry it
+    turns = (
+        (A, "您好 翠湖苑物业客服中心 请问有什么可以帮您"),
+        (C, "我物业费上个月就在手机上交了 今天门上怎么还贴了张催缴单"),
+        (A, "您是说物业费上个月已经在手机上交了 但今天门上还贴了催缴单 失败"),
+        (C, "对"),
+    )
+    assert one(judge(convo(*turns, asr=True)), "script.restate").value is True
+    # an opener alone, with nothing of the customer's in it, is not a restatement
+    other = ((A, "您好 物业客服中心"), (C, "我家门口的灯坏了"), (A, "您是说要我们开个居住证明需要房东签字才可以办理"))
+    assert one(judge(convo(*other, asr=True)), "script.restate").value is False
+
+
+def test_one_reading_gives_the_findings_the_features_and_the_evidence(judge: RulesJudge) -> None:
+    transcript = convo(*EXEMPLARY)
+    reading = judge.read(transcript.turns)
+    assert reading.findings == judge(transcript)
+    assert reading.features == judge.turn_features(transcript.turns)
+    assert set(reading.evidence["complaint_type"]) == set(COMPLAINT_TYPES)
+    assert max(reading.evidence["complaint_type"], key=reading.evidence["complaint_type"].get) == "repair"
+    assert set(reading.evidence["customer_emotion"]) == set(EMOTIONS)
