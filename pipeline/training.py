@@ -526,13 +526,14 @@ def corrections_from_store(url: str) -> list[TrainingConversation]:
 def write_card(folder: Path, summary: dict[str, Any]) -> Path:
     """CARD.md beside the weights: what the model is, what it learnt from, how well it does."""
     v = summary.get("validation", {})
+    meta = json.loads((folder / "judge.json").read_text(encoding="utf-8"))
     sizes = {p.name: p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "CARD.md"}
     conv = summary["conversations"]
     lines = [
         "# Learned judge (`learned`)",
         "",
         f"Trained {summary['date']} by `zhijian train` in {summary['seconds']} s. Version "
-        f"`{json.loads((folder / 'judge.json').read_text(encoding='utf-8'))['version']}`.",
+        f"`{meta['version']}`.",
         "",
         "## What it does",
         "Reads a conversation's turns and predicts, per agent turn, the script items it performs (greeting,",
@@ -541,6 +542,11 @@ def write_card(folder: Path, summary: dict[str, Any]) -> Path:
         "and per conversation, the complaint type (13) and the customer's emotion (calm / dissatisfied / angry).",
         "Confidences are calibrated on the validation conversations (one temperature per head). An explicit",
         "服务禁语 is a courtesy violation regardless of the model (the rules' red line).",
+        "",
+        "## Decision settings (tuned on the validation conversations, as written and as recognised)",
+        "- Per-tag thresholds: " + ", ".join(f"{k} {x:.2f}" for k, x in meta.get("thresholds", {}).items()),
+        "- Weight of the rules' keyword evidence beside the model's log-probabilities: "
+        + (", ".join(f"{k} {x:.2f}" for k, x in meta.get("rule_weights", {}).items()) or "none"),
         "",
         "## Architecture and size",
         f"- Encoder: {summary['encoder']} (transformers `BertModel`, character vocabulary)",
@@ -563,6 +569,8 @@ def write_card(folder: Path, summary: dict[str, Any]) -> Path:
         "```",
         "",
         "## Scores on the validation conversations (written text, exact turns)",
+        "Judged as the nightly run judges: the model, the rules' evidence and the rules' backing together.",
+        "",
         "| metric | value |",
         "|---|---|",
         *(f"| {k} | {x:.4f} |" for k, x in v.items() if k != "conversations"),

@@ -1,5 +1,8 @@
-"""The learned judge (v2): the trained network (``pipeline.judge_model``) for every text item, with the rules
-kept only where a red line must be certain: an explicit 服务禁语 is a courtesy violation whatever the model says.
+"""The learned judge: the trained network (``pipeline.judge_model``) for every text item, with the rules read
+alongside it in one pass over the conversation. The rules' per-turn evidence is an input of the network; their
+verdict backs it where text is textbook (a script item they see done, a textbook threat); their keyword totals
+are mixed into complaint type and emotion with weights tuned in training; and an explicit 服务禁语 is a courtesy
+violation whatever the model says, because a red line must be certain.
 
 Per turn the network gives a calibrated probability for each tag; a script item is done when some agent turn
 carries it (that turn is the evidence), ownership is broken when some agent turn pushes the customer away, and
