@@ -88,7 +88,7 @@ def test_findings_cover_what_the_judge_declares(judge: RulesJudge) -> None:
     findings = judge(convo(*EXEMPLARY))
     assert {f.item for f in findings} <= set(PRODUCES)
     assert {f.item for f in findings} >= set(PRODUCES) - {"courtesy_violation"}
-    assert all(0 <= f.confidence <= 1 and f.source == "rules:1.1" for f in findings)
+    assert all(0 <= f.confidence <= 1 and f.source == "rules:1.2" for f in findings)
     assert one(findings, "complaint_type").value in COMPLAINT_TYPES
     assert one(findings, "customer_emotion").value in EMOTIONS
 
