@@ -5,7 +5,8 @@ The NTCIR-14 STC-3 Chinese customer–helpdesk dialogues (Weibo; ../shared/data/
 read in place, never copied) each carry 19 annotators' customer-satisfaction scores S in -2..2. Every dialogue
 becomes a chat session (customer → customer, helpdesk → agent, one message per non-empty utterance, @mentions
 and #topics# removed) and goes through the same Analyser the nightly run uses. The predicted dissatisfaction is
-1 − P(calm) from the emotion head; the truth is the annotators' mean S < 0. Prints ROC AUC.
+1 − P(calm) from the learned judge (emotion head with the rules' evidence mixed in); the truth is the
+annotators' mean S < 0. Prints ROC AUC.
 
 usage: python bench/stc3_dissatisfaction.py [--limit N] [--sample 200]   (default: all 3,700 annotated dialogues)
 """
@@ -40,7 +41,7 @@ def dialogues(sample_only: bool) -> list[dict]:
 
 
 def to_transcript(d: dict) -> Transcript:
-    turns = []
+    turns: list[Turn] = []
     for t in d["turns"]:
         role = "customer" if t["sender"] == "customer" else "agent"
         for u in t["utterances"]:
@@ -93,7 +94,7 @@ def main() -> int:
             raise SystemExit(f"dialogue {d['id']}: {analysis.message}")
         by_item = {f.item: f for f in analysis.findings}
         emo = by_item["customer_emotion"]
-        dis = float(by_item["customer_dissatisfaction"].value or 0.0)  # 1 - P(calm), from the learned judge
+        dis = float(by_item["customer_dissatisfaction"].value or 0.0)  # the learned judge's 1 - P(calm)
         s = [a["quality"]["S"] for a in d["annotations"]]
         scores.append(dis)
         truth.append(sum(s) / len(s) < 0)

@@ -60,10 +60,12 @@ class Analyser:
     def pipe(self, transcripts: Iterable[Transcript], date: str, batch: int = BATCH) -> Iterator[Analysis | Failure]:
         """Each transcript's analysis or failure, in order, judged ``batch`` at a time. If a batch fails, its
         conversations are judged one by one, so only the one that breaks a judge becomes a ``Failure``."""
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
         stream = iter(transcripts)
         while chunk := list(islice(stream, batch)):
             try:
                 yield from self._analyse(chunk, date)
             except Exception:
-                log.warning("judging a batch of %d failed; judging them one by one", len(chunk))
+                log.warning("judging a batch of %d failed; judging them one by one", len(chunk), exc_info=True)
                 yield from (self.analyse_or_fail(t, date) for t in chunk)

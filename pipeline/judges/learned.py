@@ -95,7 +95,8 @@ def decide(pred: Prediction, roles: Sequence[Role], meta: JudgeMeta, forbidden: 
     d.values["customer_emotion"] = emotion
     d.confidence["customer_emotion"] = feeling[emotion]
     d.evidence["customer_emotion"] = _top(pred.emotion_attention, customer) if emotion != "calm" else []
-    # a continuous score to sort the review queue by (and to rank against satisfaction surveys)
+    # a continuous score to sort the review queue by (and to rank against satisfaction surveys): 1 - P(calm),
+    # the model's probability mixed with the rules' evidence as for the emotion label
     d.values["customer_dissatisfaction"] = round(1.0 - feeling["calm"], 4)
     d.confidence["customer_dissatisfaction"] = 1.0
     d.evidence["customer_dissatisfaction"] = d.evidence["customer_emotion"]
@@ -142,6 +143,8 @@ class LearnedJudge:
 
     def decide_many(self, conversations: Sequence[Sequence[Turn]]) -> list[Decision]:
         """Verdicts on several conversations, the model run once over all of them."""
+        if any(not turns for turns in conversations):
+            raise ValueError("a conversation to decide has no turns (``pipe`` skips those)")
         uses_rules = bool(self.model.meta.net.rule_features)
         readings = [self.rules.read(turns) for turns in conversations]  # the model's inputs and the backing
         preds = self.model.predict_many([turn_inputs(turns, r.features if uses_rules else None)

@@ -152,6 +152,7 @@ class Rules:
     restate_min: int
     restate_long: int
     restate_echo: float
+    restate_echo_openers: list[re.Pattern[str]]
     restate: list[re.Pattern[str]]
     restate_tag: re.Pattern[str]
     restate_weak_tag: re.Pattern[str]
@@ -266,6 +267,7 @@ def load_rules(path: Path) -> Rules:
         restate_min=r.integer(rest, "min_chars", "script.restate", 0, 1000),
         restate_long=r.integer(rest, "long_chars", "script.restate", 0, 1000),
         restate_echo=r.number(rest, "echo_share", "script.restate", 0, 1),
+        restate_echo_openers=r.patterns(rest, "echo_openers", "script.restate"),
         restate=r.patterns(rest, "patterns", "script.restate"),
         restate_tag=r.regex(rest.get("tag"), "script.restate.tag"),
         restate_weak_tag=r.regex(rest.get("weak_tag"), "script.restate.weak_tag"),
@@ -407,8 +409,8 @@ class RulesJudge:
         customer = [t for t in prepared if t.turn.role == "customer"]
         totals, complaint = self._complaint(agent, customer)
         findings = [complaint]
-        restates = self._restates(agent, customer)
-        findings += self._script(agent, restates)
+        restates = self._restates(agent)
+        findings += self._script(agent, restates, self._echoed(agent, customer, restates))
         # a restatement may quote what someone else said ("她还说'谁知道你在家'，是吗？"): not rude
         findings += self._courtesy([t for t in agent if t.index not in restates])
         findings.append(self._emotion(customer))
@@ -449,7 +451,7 @@ class RulesJudge:
         return totals, self._finding("complaint_type", best, conf, evidence)
 
     # -- script items ----------------------------------------------------------------------------
-    def _script(self, agent: list[_T], restates: set[int]) -> list[Finding]:
+    def _script(self, agent: list[_T], restates: set[int], echoed: set[int]) -> list[Finding]:
         r = self.rules
         out: list[Finding] = []
 
@@ -458,7 +460,7 @@ class RulesJudge:
         ident = next((t for t in agent if t.identity), None)
         out.append(self._item("identity_check", ident))
 
-        out.append(self._item("restate", next((t for t in agent if t.index in restates), None)))
+        out.append(self._item("restate", next((t for t in agent if t.index in restates | echoed), None)))
         # a restatement repeats the customer's times ("今天上午…是吧？"); it is not a promise
         out.append(self._item("commitment", next(
             (t for t in agent if t.index not in restates and t.commitment), None)))
@@ -496,19 +498,11 @@ class RulesJudge:
             return self._finding(f"script.{item}", False, 0.7)
         return self._finding(f"script.{item}", True, 0.9, [turn])
 
-    def _restates(self, agent: list[_T], customer: list[_T]) -> set[int]:
+    def _restates(self, agent: list[_T]) -> set[int]:
         """Agent turns that restate the problem. A recogniser may cut one restatement into pieces at its
         pauses ("我跟您确认一下" | "还堆了纸箱" | "对吗"), so short agent pieces close together are also read
-        as one; the restatement is credited to its first piece. It may also lose the question tag ("是吧"
-        heard as "失败"): a long turn with an opener that echoes what the customer said before it counts."""
+        as one; the restatement is credited to its first piece."""
         found = {t.index for t in agent if t.restate}
-        for t in agent:
-            if t.index in found or len(t.flat) < self.rules.restate_long or _any(self.rules.closing, t.flat):
-                continue
-            if _any(self.rules.restate, t.flat) or _any(self.rules.restate_strong, t.flat):
-                said = "".join(c.flat for c in customer if c.index < t.index)
-                if _echo(t.flat, said) >= self.rules.restate_echo:
-                    found.add(t.index)
         for i, first in enumerate(agent):
             opens = _any(self.rules.restate, first.flat) or _any(self.rules.restate_strong, first.flat)
             if len(first.flat) > _FRAGMENT or first.index in found or not opens:
@@ -522,6 +516,22 @@ class RulesJudge:
                 if self._is_restate(joined):
                     found.add(first.index)
                     break
+        return found
+
+    def _echoed(self, agent: list[_T], customer: list[_T], restates: set[int]) -> set[int]:
+        """Restatements whose question tag the recogniser lost ("是吧" heard as "失败"): a long agent turn that
+        opens as one ("您是说…", "跟您确认一下…") and echoes what the customer said before it. They count for
+        the restate item only; unlike tagged restatements they do not exempt the turn from the commitment
+        and courtesy checks, since the evidence is weaker."""
+        r = self.rules
+        found = set()
+        for t in agent:
+            if (t.index in restates or len(t.flat) < r.restate_long or t.closing or t.forbidden
+                    or not _any(r.restate_echo_openers, t.flat)):
+                continue
+            said = "".join(c.flat for c in customer if c.index < t.index)
+            if _echo(t.flat, said) >= r.restate_echo:
+                found.add(t.index)
         return found
 
     def _is_restate(self, t: _T) -> bool:

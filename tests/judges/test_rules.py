@@ -252,3 +252,15 @@ def test_one_reading_gives_the_findings_the_features_and_the_evidence(judge: Rul
     assert set(reading.evidence["complaint_type"]) == set(COMPLAINT_TYPES)
     assert max(reading.evidence["complaint_type"], key=reading.evidence["complaint_type"].get) == "repair"
     assert set(reading.evidence["customer_emotion"]) == set(EMOTIONS)
+
+
+def test_empathy_and_a_promise_is_not_an_echoed_restatement(judge: RulesJudge) -> None:
+    # "我明白" opens empathy, not a restatement: the turn stays a commitment, and a 服务禁语 after it stays rude
+    calm = ((C, "你好 我家卫生间的灯不亮了"), (C, "开关按了也没反应"),
+            (A, "我明白 这个情况我们物业这边会安排维修师傅今天下午过去给您看一下"))
+    found = judge(convo(*calm, asr=True))
+    assert one(found, "script.restate").value is False
+    assert one(found, "script.commitment").value is True
+    rude = ((C, "楼上漏水漏到我家厨房了"), (C, "你们管不管"),
+            (A, "您是说楼上漏水漏到您家厨房，这个不归我们管，你自己找楼上去，爱找谁找谁"))
+    assert rude_turns(judge(convo(*rude, asr=True))) == [2]
