@@ -48,7 +48,7 @@ from pipeline.judge_model import (
     save,
     write_char_vocab,
 )
-from pipeline.judges.learned import LearnedJudge, mix
+from pipeline.judges.learned import LearnedJudge, mix, turn_inputs
 from pipeline.judges.rules import FEATURE_NAMES, RulesJudge
 from pipeline.schema import COMPLAINT_TYPES, EMOTIONS, SCRIPT_ITEMS, Turn
 
@@ -162,7 +162,7 @@ def inputs_for(example: Example, rules: RulesJudge | None, rng: random.Random | 
     features = rules.turn_features(turns) if rules is not None else [[] for _ in turns]
     if rng is not None and rules is not None:
         features = [[0.0] * len(f) if rng.random() < 0.25 else f for f in features]
-    return [TurnInput(role=t.role, text=t.text, features=f) for t, f in zip(turns, features, strict=True)]
+    return turn_inputs(turns, features)
 
 
 @dataclass
@@ -263,8 +263,10 @@ def tune_decisions(model: JudgeModel, examples: Sequence[Example], rules: RulesJ
     heads: dict[str, list[tuple[str, dict[str, float], dict[str, float]]]] = {"complaint_type": [],
                                                                               "customer_emotion": []}
     for ex in renderings:
-        pred = model.predict(inputs_for(ex, rules, None))
-        evidence = backing.read(turns_of(ex)).evidence
+        turns = turns_of(ex)
+        reading = backing.read(turns)  # one rules pass: the model's inputs and the evidence to mix in
+        pred = model.predict(turn_inputs(turns, reading.features if rules is not None else None))
+        evidence = reading.evidence
         conv = ex.conversation
         if conv.complaint_type is not None:
             heads["complaint_type"].append((conv.complaint_type, pred.complaint, evidence["complaint_type"]))

@@ -384,12 +384,13 @@ class RulesJudge:
         r = self.rules
         raw = turn.norm_text or turn.text or ""
         f = self._flatten(raw)
-        bare = _T(turn, raw, f)
+        forbidden = _any(r.forbidden, f)
         return _T(
             turn, raw, f, hello=_any(r.greet_hello, f), desk=_any(r.greet_desk, f), identity=_any(r.identity, f),
-            restate=self._is_restate(bare), commitment=self._is_commitment(bare), push=self._push_score(bare),
-            closing=_any(r.closing, f), bye=_any(r.bye, f), thanks=_any(r.thanks, f), rude=self._rude_score(bare),
-            forbidden=_any(r.forbidden, f), angry=_score(r.emo_angry, f) + _score(r.emo_p_angry, raw),
+            restate=self._is_restate(raw, f), commitment=self._is_commitment(f), push=self._push_score(f),
+            closing=_any(r.closing, f), bye=_any(r.bye, f), thanks=_any(r.thanks, f),
+            rude=self._rude_score(f, forbidden), forbidden=forbidden,
+            angry=_score(r.emo_angry, f) + _score(r.emo_p_angry, raw),
             dissatisfied=_score(r.emo_dis, f) + _score(r.emo_p_dis, raw), calm=_score(r.emo_calm, f),
             escalation=_score(r.esc, f), escalation_negated=_any(r.esc_neg, f),
             types=tuple(_score(r.ct_types[k], f) for k in COMPLAINT_TYPES),
@@ -413,10 +414,9 @@ class RulesJudge:
         findings += self._script(agent, restates, self._echoed(agent, customer, restates))
         # a restatement may quote what someone else said ("她还说'谁知道你在家'，是吗？"): not rude
         findings += self._courtesy([t for t in agent if t.index not in restates])
-        findings.append(self._emotion(customer))
+        feeling, emotion = self._emotion(customer)
+        findings.append(emotion)
         findings.append(self._escalation(customer))
-        feeling = {"calm": 0.0, "dissatisfied": sum(t.dissatisfied for t in customer),
-                   "angry": sum(max(0.0, t.angry - t.calm) for t in customer)}
         evidence = {"complaint_type": totals, "customer_emotion": feeling}
         return Reading([t.features(self.rules) for t in prepared], evidence, findings)
 
@@ -512,8 +512,7 @@ class RulesJudge:
                 if t.index - run[-1].index > 2:
                     break
                 run.append(t)
-                joined = _T(first.turn, "".join(x.raw for x in run), "".join(x.flat for x in run))
-                if self._is_restate(joined):
+                if self._is_restate("".join(x.raw for x in run), "".join(x.flat for x in run)):
                     found.add(first.index)
                     break
         return found
@@ -534,43 +533,43 @@ class RulesJudge:
                 found.add(t.index)
         return found
 
-    def _is_restate(self, t: _T) -> bool:
+    def _is_restate(self, raw: str, flat: str) -> bool:
         r = self.rules
-        if len(t.flat) < r.restate_min or _any(r.closing, t.flat):
+        if len(flat) < r.restate_min or _any(r.closing, flat):
             return False
-        if _any(r.restate_strong, t.flat):
+        if _any(r.restate_strong, flat):
             return True
-        opener = _any(r.restate, t.flat)
-        if not opener and len(t.flat) < r.restate_long:
+        opener = _any(r.restate, flat)
+        if not opener and len(flat) < r.restate_long:
             return False
         # the question tag closes the turn or one of its clauses (when there is punctuation)
-        clauses = [t.flat, *(r.strip.sub("", c) for c in _CLAUSE.split(t.raw) if c)]
+        clauses = [flat, *(r.strip.sub("", c) for c in _CLAUSE.split(raw) if c)]
         tags = [r.restate_tag, r.restate_weak_tag] if opener else [r.restate_tag]
         return any(tag.search(c) for c in clauses for tag in tags)
 
-    def _is_commitment(self, t: _T) -> bool:
+    def _is_commitment(self, flat: str) -> bool:
         r = self.rules
-        if not _any(r.commit_action, t.flat):
+        if not _any(r.commit_action, flat):
             return False
-        if _any(r.commit_time, t.flat):
+        if _any(r.commit_time, flat):
             # a schedule ("营业时间…") is not a promise, unless the turn also sets a deadline
-            return not _any(r.commit_exclude, t.flat) or _any(r.commit_deadline, t.flat)
-        return _any(r.commit_weak, t.flat) and _any(r.commit_dispatch, t.flat)
+            return not _any(r.commit_exclude, flat) or _any(r.commit_deadline, flat)
+        return _any(r.commit_weak, flat) and _any(r.commit_dispatch, flat)
 
-    def _push_score(self, t: _T) -> float:
+    def _push_score(self, flat: str) -> float:
         r = self.rules
-        s = _score(r.own_push, t.flat)
-        return s - _score(r.own_suppress, t.flat) if s else 0.0
+        s = _score(r.own_push, flat)
+        return s - _score(r.own_suppress, flat) if s else 0.0
 
     # -- courtesy --------------------------------------------------------------------------------
-    def _rude_score(self, t: _T) -> float:
+    def _rude_score(self, flat: str, forbidden: bool) -> float:
         r = self.rules
-        if _any(r.forbidden, t.flat):
+        if forbidden:
             return r.rude_threshold + 3  # a 服务禁语 is a red line: no softener makes it polite
-        if r.rude_whole.match(t.flat):
+        if r.rude_whole.match(flat):
             return r.rude_threshold
-        s = _score(r.rude, t.flat)
-        return s - _score(r.soft, t.flat) if s else 0.0
+        s = _score(r.rude, flat)
+        return s - _score(r.soft, flat) if s else 0.0
 
     def _courtesy(self, agent: list[_T]) -> list[Finding]:
         r = self.rules
@@ -583,7 +582,9 @@ class RulesJudge:
         return out
 
     # -- customer emotion ------------------------------------------------------------------------
-    def _emotion(self, customer: list[_T]) -> Finding:
+    def _emotion(self, customer: list[_T]) -> tuple[dict[str, float], Finding]:
+        """The customer's angry and dissatisfied totals (the evidence the learned judge mixes in) and the
+        rules' emotion finding."""
         r = self.rules
         angry = dis = 0.0
         scored: list[tuple[float, _T]] = []
@@ -604,7 +605,8 @@ class RulesJudge:
             value, conf = "calm", 1.0 - 0.4 * (angry + dis) / dis_t
         top = sorted(scored, key=lambda st: st[0], reverse=True)[: r.emo_evidence] if value != "calm" else []
         evidence = sorted((t for _, t in top), key=lambda t: t.index)
-        return self._finding("customer_emotion", value, conf, evidence)
+        return {"calm": 0.0, "dissatisfied": dis, "angry": angry}, self._finding("customer_emotion", value, conf,
+                                                                                  evidence)
 
     # -- escalation ------------------------------------------------------------------------------
     def _escalation(self, customer: list[_T]) -> Finding:
