@@ -68,20 +68,12 @@ def judge(analyser: Analyser, transcripts: list[Transcript], day: str) -> list[A
 
 
 @task(retries=3, retry_delay_seconds=10, name="store")
-def store_day(db_url: str, day: str, analyses: list[Analysis], failures: list[Failure],
-              failure_meta: dict[str, dict[str, Any]]) -> None:
+def store_day(db_url: str, day: str, analyses: list[Analysis], failures: list[Failure]) -> None:
     store = Store(db_url)
     try:
-        store.replace_day(day, analyses, failures, failure_meta=failure_meta)
+        store.replace_day(day, analyses, failures)
     finally:
         store.close()
-
-
-def _failure_meta(items: list[Item]) -> dict[str, dict[str, Any]]:
-    """Agent and channel of failed calls, so the failure lands on the right agent's record."""
-    return {i.meta.id: {"agent_id": i.meta.agent_id, "agent_name": i.meta.agent_name, "team": i.meta.team,
-                        "site": i.meta.site, "channel": i.meta.channel}
-            for i in items if isinstance(i, CallJob)}
 
 
 @flow(name="zhijian-nightly", log_prints=True)
@@ -114,7 +106,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None) -> d
     for at in range(0, len(transcripts), BATCH):
         for judged in judge(analyser, transcripts[at:at + BATCH], day):
             (failures.append(judged) if isinstance(judged, Failure) else analyses.append(judged))
-    store_day(url, day, analyses, failures, _failure_meta(items))
+    store_day(url, day, analyses, failures)
     summary = {
         "date": day, "db": url, "conversations": len(items), "analysed": len(analyses),
         "failed": len(failures), "calls": len(calls), "chats": len(chats),

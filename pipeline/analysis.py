@@ -55,7 +55,7 @@ class Analyser:
         except Exception as e:
             log.exception("judging %s failed", transcript.meta.id)
             err = InputError("E099", transcript.meta.source, detail=f"{type(e).__name__}: {e}")
-            return failure(transcript.meta.id, Path(transcript.meta.source), err, stage="judge")
+            return failure(transcript.meta.id, Path(transcript.meta.source), err, stage="judge", meta=transcript.meta)
 
     def pipe(self, transcripts: Iterable[Transcript], date: str, batch: int = BATCH) -> Iterator[Analysis | Failure]:
         """Each transcript's analysis or failure, in order, judged ``batch`` at a time. If a batch fails, its

@@ -369,4 +369,4 @@ def transcribe_job(job: CallJob, settings: Settings) -> Transcript | Failure:
     except Exception as e:
         log.exception("unexpected error on %s", job.audio_path)
         err = InputError("E099", job.audio_path, detail=f"{type(e).__name__}: {e}")
-    return failure(job.meta.id, job.audio_path, err, stage="transcribe")
+    return failure(job.meta.id, job.audio_path, err, stage="transcribe", meta=job.meta)

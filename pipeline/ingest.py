@@ -40,8 +40,12 @@ class CallJob:
 Item = CallJob | Transcript | Failure
 
 
-def failure(conv_id: str, path: Path, err: InputError, stage: str = "ingest") -> Failure:
-    return Failure(conversation_id=conv_id, source=str(path), stage=stage, code=err.code, message=str(err))
+def failure(conv_id: str, path: Path, err: InputError, stage: str = "ingest",
+            meta: ConversationMeta | None = None) -> Failure:
+    """A failed conversation; ``meta`` (when the inbox told who and what it was) puts it on that agent's record."""
+    who = ({"channel": meta.channel, "agent_id": meta.agent_id, "agent_name": meta.agent_name, "team": meta.team,
+            "site": meta.site, "started_at": meta.started_at} if meta is not None else {})
+    return Failure(conversation_id=conv_id, source=str(path), stage=stage, code=err.code, message=str(err), **who)
 
 
 def _read_json(path: Path, code: str) -> dict[str, Any]:

@@ -132,6 +132,13 @@ class Failure(Record):
     stage: str
     code: str
     message: str
+    # who and what it was, where the inbox said so before it failed (the failure lands on that agent's record)
+    channel: str | None = None
+    agent_id: str | None = None
+    agent_name: str | None = None
+    team: str | None = None
+    site: str | None = None
+    started_at: datetime | None = None
 
 
 class ResultTurn(Record):
@@ -162,6 +169,8 @@ class Result(Record):
     script: dict[str, bool]
     courtesy_violation_turns: list[int]
     customer_emotion: str
+    customer_dissatisfaction: float | None = Field(
+        None, ge=0, le=1, description="0–1, how unhappy the customer is (higher = worse), for ranking")
     escalation_risk: bool
     dead_air: bool
     score: float

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.decisions import is_human
 from pipeline.errors import ConfigError
 from pipeline.schema import (
     SCRIPT_ITEMS,
@@ -126,6 +127,23 @@ def score(card: Scorecard, verdict: Verdict, transcript: Transcript) -> Score:
                  deductions=[*deductions, {"item": "red_line", "broken": broken}] if broken else deductions)
 
 
+# Where a person decided the emotion, the machine's score is kept inside that emotion's band, so the number
+# still agrees with the label it sits beside (spec section 4: calm lowest).
+_BANDS = {"calm": (0.0, 0.35), "dissatisfied": (0.35, 0.7), "angry": (0.7, 1.0)}
+
+
+def _dissatisfaction(verdict: Verdict) -> float | None:
+    f = verdict.by_item.get("customer_dissatisfaction")
+    if f is None or not isinstance(f.value, int | float) or isinstance(f.value, bool):
+        return None
+    value = float(f.value)
+    emotion = verdict.by_item.get("customer_emotion")
+    if emotion is not None and is_human(emotion.source):
+        low, high = _BANDS.get(str(emotion.value), (0.0, 1.0))
+        value = min(max(value, low), high)
+    return round(value, 4)
+
+
 def assemble(date: str, transcript: Transcript, verdict: Verdict, result_score: Score) -> Result:
     """The export record of spec section 4."""
     evidence: list[ResultEvidence] = []
@@ -147,6 +165,7 @@ def assemble(date: str, transcript: Transcript, verdict: Verdict, result_score: 
         script=verdict.script(),
         courtesy_violation_turns=verdict.courtesy,
         customer_emotion=str(verdict.value("customer_emotion", "calm")),
+        customer_dissatisfaction=_dissatisfaction(verdict),
         escalation_risk=bool(verdict.value("escalation_risk", False)),
         dead_air=bool(verdict.value("dead_air", False)),
         score=result_score.score,

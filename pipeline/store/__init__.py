@@ -1,5 +1,5 @@
 """Results database (SQLAlchemy + Alembic; SQLite or PostgreSQL)."""
 
-from pipeline.store.repository import AgentDay, Correction, Store, migrate
+from pipeline.store.repository import AgentDay, Correction, OtherDay, StaleVersion, Store, migrate
 
-__all__ = ["AgentDay", "Correction", "Store", "migrate"]
+__all__ = ["AgentDay", "Correction", "OtherDay", "StaleVersion", "Store", "migrate"]

@@ -1,23 +1,41 @@
-"""The store: one database (SQLite or PostgreSQL) holding each night's results, failures and per-agent
-daily numbers. A day is always written whole, in one transaction, so re-running a night is safe."""
+"""The store: one database (SQLite or PostgreSQL) holding each night's results and failures, the human
+decisions over them, and the audit log.
+
+Each conversation is written in a transaction of its own (``save_analysis`` / ``save_failure``), so a
+night is kept as it is made and nothing is ever half-written. The conversations row carries the values
+in force — the machine's, with the latest human decision per item applied and the scorecard run over
+them — as plain columns, so the queue, the per-agent table and the reports are SQL aggregates."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from statistics import fmean
 from typing import Any, Self
 
 from alembic import command
 from alembic.config import Config
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, create_engine, delete, event, insert, make_url, select
+from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.schema import SCRIPT_ITEMS, Analysis, Failure, Result
-from pipeline.store.models import AgentDailyRow, ConversationRow, CorrectionRow, FindingRow, TurnRow
+from pipeline import decisions
+from pipeline.config import Settings, get_settings
+from pipeline.decisions import COURTESY, REVIEW_ITEMS, Decided
+from pipeline.schema import (
+    SCRIPT_ITEMS,
+    Analysis,
+    ConversationMeta,
+    Evidence,
+    Failure,
+    Finding,
+    Result,
+    Transcript,
+    Turn,
+)
+from pipeline.scorecard import Scorecard, Verdict, assemble, score
+from pipeline.store.models import AuditRow, ConversationRow, CorrectionRow, FindingRow, TurnRow, utcnow
 
 HERE = Path(__file__).resolve().parent
 UNKNOWN = "unknown"
@@ -98,82 +116,77 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
         yield ids[i : i + _CHUNK]
 
 
-def _started_at(value: object) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value
-    return dt.datetime.fromisoformat(value) if isinstance(value, str) and value else None
+class StaleVersion(Exception):
+    """A write based on an older version of the conversation than the stored one; nothing was written."""
+
+    def __init__(self, conversation_id: str, current: int) -> None:
+        self.conversation_id = conversation_id
+        self.current = current
+        super().__init__(f"{conversation_id} is at version {current}")
 
 
-def _analysis_rows(day: dt.date, a: Analysis) -> tuple[Row, list[Row], list[Row]]:
-    meta, r = a.transcript.meta, a.result
-    conversation = {
-        "id": r.id, "date": day, "channel": r.channel, "agent_id": r.agent_id,
-        "agent_name": meta.agent_name, "team": meta.team, "site": meta.site, "started_at": meta.started_at,
-        "source": meta.source, "status": "ok", "asr_model": a.transcript.asr_model,
-        "score": r.score, "critical": r.critical, "flags": list(r.flags),
-        "complaint_type": r.complaint_type, "complaint_confidence": r.complaint_confidence,
-        "customer_emotion": r.customer_emotion, "escalation_risk": r.escalation_risk, "dead_air": r.dead_air,
-        "result": r.model_dump(mode="json"),
-    }
-    turns = [
-        {"conversation_id": r.id, "turn": t.index, "role": t.role, "start": t.start, "end": t.end,
-         "text": t.text, "confidence": t.confidence}
-        for t in a.transcript.turns
+class OtherDay(Exception):
+    """The conversation id is stored under another inbox day: tonight's run must not move or overwrite it."""
+
+    def __init__(self, conversation_id: str, stored: dt.date, tonight: dt.date) -> None:
+        self.conversation_id = conversation_id
+        self.stored = stored
+        self.tonight = tonight
+        super().__init__(f"{conversation_id} is stored under {stored}, not {tonight}")
+
+
+def _first_response(turns: Sequence[Turn]) -> float | None:
+    """Chats: seconds from the customer's first message to the agent's first reply after it."""
+    first = next((t.at for t in turns if t.role == "customer" and t.at is not None), None)
+    if first is None:
+        return None
+    reply = next((t.at for t in turns if t.role == "agent" and t.at is not None and t.at >= first), None)
+    return (reply - first).total_seconds() if reply is not None else None
+
+
+def _turn_rows(conv_id: str, turns: Sequence[Turn]) -> list[Row]:
+    return [
+        {"conversation_id": conv_id, "turn": t.index, "role": t.role, "start": t.start, "end": t.end,
+         "text": t.text, "confidence": t.confidence, "words": " ".join(w for w in t.tokens if w.strip())}
+        for t in turns
     ]
-    findings = [
-        {"conversation_id": r.id, "item": f.item, "value": f.value, "confidence": f.confidence,
+
+
+def _finding_rows(conv_id: str, findings: Sequence[Finding]) -> list[Row]:
+    return [
+        {"conversation_id": conv_id, "item": f.item, "value": f.value, "confidence": f.confidence,
          "source": f.source, "evidence": [e.model_dump(mode="json") for e in f.evidence]}
-        for f in a.findings
+        for f in findings
     ]
-    return conversation, turns, findings
 
 
-def _failure_row(day: dt.date, f: Failure, meta: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": f.conversation_id, "date": day, "channel": meta.get("channel") or UNKNOWN,
-        "agent_id": meta.get("agent_id") or UNKNOWN, "agent_name": meta.get("agent_name") or "",
-        "team": meta.get("team") or "", "site": meta.get("site") or "",
-        "started_at": _started_at(meta.get("started_at")), "source": f.source, "status": "failed",
-        "error_code": f.code, "error_message": f.message, "failed_stage": f.stage,
-    }
+def _dissatisfaction(findings: Sequence[Finding]) -> float | None:
+    f = next((f for f in findings if f.item == "customer_dissatisfaction"), None)
+    return float(f.value) if f is not None and isinstance(f.value, int | float) else None
 
 
-def _agent_daily(day: dt.date, rows: Sequence[ConversationRow]) -> list[dict[str, Any]]:
-    """Per-agent numbers for one day from its analysed conversations (long format: one row a skill)."""
-    by_agent: dict[str, list[ConversationRow]] = defaultdict(list)
-    for row in rows:
-        by_agent[row.agent_id].append(row)
-    out: list[dict[str, Any]] = []
-    for agent_id, convs in sorted(by_agent.items()):
-        results = [c.result or {} for c in convs]
-        base = {
-            "date": day, "agent_id": agent_id,
-            "agent_name": next((c.agent_name for c in convs if c.agent_name), ""),
-            "team": next((c.team for c in convs if c.team), ""),
-        }
-
-        def add(skill: str, values: Sequence[float], base: dict[str, Any] = base) -> None:
-            if values:  # a skill with nothing to measure (e.g. dead air for a chat-only agent) is absent
-                out.append({**base, "skill": skill, "value": fmean(values), "n": len(values)})
-
-        add("score", [c.score or 0.0 for c in convs])
-        out.append({**base, "skill": "conversations", "value": float(len(convs)), "n": len(convs)})
-        add("critical_rate", [float(bool(c.critical)) for c in convs])
-        seen = {k for r in results for k in r.get("script", {})}
-        for item in [*SCRIPT_ITEMS, *sorted(seen - set(SCRIPT_ITEMS))]:
-            add(f"script.{item}", [float(r["script"][item]) for r in results if item in r.get("script", {})])
-        add("courtesy_violations", [float(len(r.get("courtesy_violation_turns", []))) for r in results])
-        add("escalation_rate", [float(bool(c.escalation_risk)) for c in convs])
-        # Chats cannot have dead air: counting them would only dilute the calls' rate.
-        add("dead_air_rate", [float(bool(c.dead_air)) for c in convs if c.channel == "call"])
-        add("low_confidence_rate", [float("low_confidence" in (c.flags or [])) for c in convs])
+def _decided(s: Session, conv_id: str) -> dict[str, Decided]:
+    """The latest human decision per review item of one conversation."""
+    out: dict[str, Decided] = {}
+    q = select(CorrectionRow).where(CorrectionRow.conversation_id == conv_id).order_by(CorrectionRow.id)
+    for c in s.scalars(q):
+        if c.item in REVIEW_ITEMS:
+            out[c.item] = Decided(value=c.human_value, kind=c.kind, by=c.reviewer,
+                                  at=c.created_at.isoformat() if c.created_at else None)
     return out
+
+
+def _meta(row: ConversationRow) -> ConversationMeta:
+    return ConversationMeta(id=row.id, channel="chat" if row.channel == "chat" else "call", agent_id=row.agent_id,
+                            agent_name=row.agent_name, team=row.team, site=row.site, started_at=row.started_at,
+                            customer_ref=row.customer_ref, room=row.room, source=row.source)
 
 
 class Store:
     """Results database. Opening it migrates the schema to the newest version."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
         self.engine = _engine(url)
         migrate(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
@@ -187,57 +200,196 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def replace_day(
-        self,
-        date: str,
-        analyses: Sequence[Analysis],
-        failures: Sequence[Failure],
-        *,
-        failure_meta: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> None:
-        """Write one inbox day whole, replacing whatever was stored for it before.
+    @property
+    def card(self) -> Scorecard:
+        return Scorecard.load(self.settings.scorecard_path)
 
-        ``failure_meta[id]`` may give a failed conversation's agent and channel (``ConversationMeta``
-        fields); without it they are recorded as 'unknown'."""
+    # -- writing a night ------------------------------------------------------------------------------
+
+    def save_analysis(self, analysis: Analysis, *, content_hash: str | None = None,
+                      pipeline_version: str | None = None, run_id: int | None = None) -> None:
+        """Store one analysed conversation in one transaction: its row, turns (with their words) and the
+        machine's findings. Human decisions already made on it stay in force (the score is computed with
+        them); a re-run bumps its version. Raises ``OtherDay`` if the id is stored under another day."""
+        day = _day(analysis.date)
+        tr, machine = analysis.transcript, analysis.result
+        with self._session.begin() as s:
+            row = s.get(ConversationRow, machine.id, with_for_update=True)
+            if row is not None and row.date != day:
+                raise OtherDay(machine.id, row.date, day)
+            decided = _decided(s, machine.id)
+            in_force, dissatisfaction = machine, _dissatisfaction(analysis.findings)
+            if decided:
+                in_force = self._rescore(analysis.date, tr, analysis.findings, decided)
+            values: Row = {
+                "date": day, "channel": machine.channel, "agent_id": machine.agent_id,
+                "agent_name": tr.meta.agent_name, "team": tr.meta.team, "site": tr.meta.site,
+                "started_at": tr.meta.started_at, "source": tr.meta.source, "status": "ok",
+                "error_code": None, "error_message": None, "failed_stage": None, "asr_model": tr.asr_model,
+                "result": in_force.model_dump(mode="json"), "machine_result": machine.model_dump(mode="json"),
+                "customer_ref": tr.meta.customer_ref, "room": tr.meta.room,
+                "first_response_seconds": _first_response(tr.turns) if machine.channel == "chat" else None,
+                "content_hash": content_hash, "pipeline_version": pipeline_version, "run_id": run_id,
+                "updated_at": utcnow(),
+                **decisions.in_force_columns(in_force, in_force.customer_dissatisfaction or dissatisfaction,
+                                             machine.id, self.settings.review.sample_rate),
+            }
+            if row is None:
+                s.add(ConversationRow(id=machine.id, version=1, review_status="open", **values))
+            else:
+                s.execute(delete(TurnRow).where(TurnRow.conversation_id == machine.id))
+                s.execute(delete(FindingRow).where(FindingRow.conversation_id == machine.id))
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.version += 1
+                s.add(AuditRow(conversation_id=machine.id, by="pipeline", action="rerun",
+                               reason=f"re-run {pipeline_version or ''}".strip()))
+            s.flush()
+            for table, rows in ((TurnRow, _turn_rows(machine.id, tr.turns)),
+                                (FindingRow, _finding_rows(machine.id, analysis.findings))):
+                if rows:
+                    s.execute(insert(table), rows)
+
+    def save_failure(self, date: str, failure: Failure, *, content_hash: str | None = None,
+                     pipeline_version: str | None = None, run_id: int | None = None) -> None:
+        """Store one conversation that could not be analysed, with its code and reason, in one transaction.
+        A result stored for it earlier the same day is replaced (the file changed); human decisions are
+        kept. Raises ``OtherDay`` if the id is stored under another day."""
+        day = _day(date)
+        f = failure
+        with self._session.begin() as s:
+            row = s.get(ConversationRow, f.conversation_id, with_for_update=True)
+            if row is not None and row.date != day:
+                raise OtherDay(f.conversation_id, row.date, day)
+            values: Row = {
+                "date": day, "channel": f.channel or UNKNOWN, "agent_id": f.agent_id or UNKNOWN,
+                "agent_name": f.agent_name or "", "team": f.team or "", "site": f.site or "",
+                "started_at": f.started_at, "source": f.source, "status": "failed", "error_code": f.code,
+                "error_message": f.message, "failed_stage": f.stage, "content_hash": content_hash,
+                "pipeline_version": pipeline_version, "run_id": run_id, "updated_at": utcnow(),
+                "result": None, "machine_result": None, "score": None, "critical": None, "flags": None,
+                "flag_text": None, "queue_reason": None, "queue_tier": None,
+            }
+            if row is None:
+                s.add(ConversationRow(id=f.conversation_id, version=1, review_status="open", **values))
+            else:
+                s.execute(delete(TurnRow).where(TurnRow.conversation_id == f.conversation_id))
+                s.execute(delete(FindingRow).where(FindingRow.conversation_id == f.conversation_id))
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.version += 1
+
+    def replace_day(self, date: str, analyses: Sequence[Analysis], failures: Sequence[Failure]) -> None:
+        """Store a whole day (one transaction per conversation) and remove conversations of that day that
+        are no longer in it. Human decisions are never removed."""
         day = _day(date)
         ids = [a.result.id for a in analyses] + [f.conversation_id for f in failures]
         if dupes := sorted(i for i, n in Counter(ids).items() if n > 1):
             raise ValueError(f"conversation ids appear more than once in the day {date}: {dupes}")
         if wrong := [a.result.id for a in analyses if a.date != date]:
             raise ValueError(f"analyses not of the day {date}: {wrong}")
-
-        rows = [_analysis_rows(day, a) for a in analyses]
-        conversations = [c for c, _, _ in rows]
-        metas = failure_meta or {}
-        conversations += [_failure_row(day, f, metas.get(f.conversation_id, {})) for f in failures]
-        turns = [t for _, ts, _ in rows for t in ts]
-        findings = [f for _, _, fs in rows for f in fs]
-
+        for a in analyses:
+            self.save_analysis(a)
+        for f in failures:
+            self.save_failure(date, f)
         with self._session.begin() as s:
-            # Ids are global: one stored under another day moves here, and that day's numbers change too.
-            other_days: set[dt.date] = set()
-            for chunk in _chunks(ids):
-                found = s.scalars(select(ConversationRow.date).where(ConversationRow.id.in_(chunk)))
-                other_days.update(d for d in found if d != day)
+            stored = s.scalars(select(ConversationRow.id).where(ConversationRow.date == day)).all()
+            gone = sorted(set(stored) - set(ids))
+            for chunk in _chunks(gone):
                 s.execute(delete(ConversationRow).where(ConversationRow.id.in_(chunk)))
-            # Turns and findings go with their conversation (ON DELETE CASCADE).
-            s.execute(delete(ConversationRow).where(ConversationRow.date == day))
-            for table, values in ((ConversationRow, conversations), (TurnRow, turns), (FindingRow, findings)):
-                if values:  # an empty executemany would insert one row of defaults
-                    s.execute(insert(table), values)
-            for d in sorted({day, *other_days}):
-                self._recompute(s, d)
 
-    def _recompute(self, s: Session, day: dt.date) -> None:
-        s.execute(delete(AgentDailyRow).where(AgentDailyRow.date == day))
-        ok = s.scalars(
-            select(ConversationRow).where(ConversationRow.date == day, ConversationRow.status == "ok")
-        ).all()
-        if values := _agent_daily(day, ok):
-            s.execute(insert(AgentDailyRow), values)
+    # -- human decisions ----------------------------------------------------------------------------
+
+    def _rescore(self, date: str, transcript: Transcript, machine: Sequence[Finding],
+                 decided: Mapping[str, Decided]) -> Result:
+        findings = decisions.apply(machine, decided, transcript.turns)
+        verdict = Verdict(findings)
+        return assemble(date, transcript, verdict, score(self.card, verdict, transcript))
+
+    def _stored(self, s: Session, row: ConversationRow) -> tuple[Transcript, list[Finding]]:
+        turns = [Turn(index=t.turn, role="agent" if t.role == "agent" else "customer", text=t.text, start=t.start,
+                      end=t.end, confidence=t.confidence, tokens=t.words.split())
+                 for t in s.scalars(select(TurnRow).where(TurnRow.conversation_id == row.id).order_by(TurnRow.turn))]
+        findings = [Finding(item=f.item, value=f.value, confidence=f.confidence, source=f.source,
+                            evidence=[Evidence(**e) for e in f.evidence or []])
+                    for f in s.scalars(select(FindingRow).where(FindingRow.conversation_id == row.id)
+                                       .order_by(FindingRow.id))]
+        return Transcript(meta=_meta(row), turns=turns, asr_model=row.asr_model), findings
+
+    def decide(self, conversation_id: str, items: Sequence[tuple[str, Any, str]], *, by: str,
+               kind: str = "review", expected_version: int | None = None, appeal_id: int | None = None) -> int:
+        """Record human decisions ``(item, value, reason)`` on one analysed conversation and recompute its
+        values in force with the scorecard; returns the new version. Each decision is a correction
+        (``zhijian train`` reads it) and an audit entry. ``StaleVersion`` when ``expected_version`` is not the
+        stored one, ``ValueError`` for an unknown conversation or a bad item or value: then nothing is
+        written."""
+        if kind not in decisions.HUMAN_KINDS:
+            raise ValueError(f"unknown decision kind {kind!r}")
+        with self._session.begin() as s:
+            row = s.get(ConversationRow, conversation_id, with_for_update=True)
+            if row is None or row.status != "ok" or row.machine_result is None:
+                raise LookupError(f"no analysed conversation with id {conversation_id!r} is stored")
+            if expected_version is not None and expected_version != row.version:
+                raise StaleVersion(conversation_id, row.version)
+            transcript, machine = self._stored(s, row)
+            checked = [(item, decisions.validate(item, value, len(transcript.turns)), reason)
+                       for item, value, reason in items]
+            machine_values = decisions.machine_values(row.machine_result)
+            decided = _decided(s, conversation_id)
+            for item, value, reason in checked:
+                before = decided[item].value if item in decided else machine_values[item]
+                s.add(CorrectionRow(conversation_id=conversation_id, item=item, machine_value=machine_values[item],
+                                    human_value=value, reviewer=by, reason=reason, kind=kind, appeal_id=appeal_id))
+                s.add(AuditRow(conversation_id=conversation_id, by=by, action=kind, item=item, from_value=before,
+                               to_value=value, reason=reason))
+                decided[item] = Decided(value=value, kind=kind, by=by)
+            in_force = self._rescore(row.date.isoformat(), transcript, machine, decided)
+            row.result = in_force.model_dump(mode="json")
+            for k, v in decisions.in_force_columns(in_force, in_force.customer_dissatisfaction, conversation_id,
+                                                   self.settings.review.sample_rate).items():
+                setattr(row, k, v)
+            row.version += 1
+            row.updated_at = utcnow()
+            if kind == "review":
+                row.review_status, row.reviewed_by, row.reviewed_at = "reviewed", by, utcnow()
+            return row.version
+
+    def in_force(self, conversation_id: str) -> dict[str, dict[str, Any]]:
+        """Per review item: the machine's value, the value in force and where it comes from, the machine's
+        confidence, the evidence turns, and who decided when."""
+        with self._session() as s:
+            row = s.get(ConversationRow, conversation_id)
+            if row is None or row.status != "ok" or row.machine_result is None:
+                raise LookupError(f"no analysed conversation with id {conversation_id!r} is stored")
+            _, machine = self._stored(s, row)
+            decided = _decided(s, conversation_id)
+            machine_values = decisions.machine_values(row.machine_result)
+            by_item = {f.item: f for f in machine if f.item != "courtesy_violation"}
+            rude = [f for f in machine if f.item == "courtesy_violation" and f.value]
+            out: dict[str, dict[str, Any]] = {}
+            for item in REVIEW_ITEMS:
+                if item == COURTESY:
+                    confidence = min((f.confidence for f in rude), default=1.0)
+                    evidence = [e.model_dump(mode="json") for f in rude for e in f.evidence]
+                    judge = rude[0].source if rude else ""
+                else:
+                    f = by_item.get(item)
+                    confidence = f.confidence if f else 1.0
+                    evidence = [e.model_dump(mode="json") for e in f.evidence] if f else []
+                    judge = f.source if f else ""
+                d = decided.get(item)
+                out[item] = {
+                    "item": item, "machine_value": machine_values[item],
+                    "value": d.value if d else machine_values[item], "confidence": round(confidence, 3),
+                    "evidence": evidence, "source": d.kind if d else "machine", "judge": judge,
+                    "decided_by": d.by if d else None, "decided_at": d.at if d else None,
+                }
+            return out
+
+    # -- reading ------------------------------------------------------------------------------------
 
     def results(self, date: str) -> list[dict[str, Any]]:
-        """The export records (spec section 4) of the day's analysed conversations, by id."""
+        """The export records in force (spec section 4) of the day's analysed conversations, by id."""
         with self._session() as s:
             q = (
                 select(ConversationRow.result)
@@ -261,50 +413,63 @@ class Store:
             )
             return [
                 Failure(conversation_id=r.id, source=r.source, stage=r.failed_stage or "",
-                        code=r.error_code or "", message=r.error_message or "")
+                        code=r.error_code or "", message=r.error_message or "", channel=r.channel,
+                        agent_id=r.agent_id, agent_name=r.agent_name, team=r.team, site=r.site,
+                        started_at=r.started_at)
                 for r in s.scalars(q)
             ]
 
     def agent_table(self, date: str) -> list[AgentDay]:
-        """One row per agent for the day, read back from ``agent_daily``."""
+        """One row per agent for the day: an aggregate over the values in force."""
+        c = ConversationRow
+        yes = lambda col: func.sum(case((col.is_(True), 1), else_=0))  # noqa: E731
+        script_cols = [getattr(c, f"script_{i}") for i in SCRIPT_ITEMS]
+        q = (
+            select(c.agent_id, func.max(c.agent_name), func.max(c.team), func.count(), func.avg(c.score),
+                   yes(c.critical), func.coalesce(func.sum(c.courtesy_violations), 0), yes(c.escalation_risk),
+                   *(yes(col) for col in script_cols))
+            .where(c.date == _day(date), c.status == "ok")
+            .group_by(c.agent_id)
+            .order_by(c.agent_id)
+        )
         with self._session() as s:
-            q = select(AgentDailyRow).where(AgentDailyRow.date == _day(date)).order_by(AgentDailyRow.agent_id)
-            by_agent: dict[str, list[AgentDailyRow]] = defaultdict(list)
-            for row in s.scalars(q):
-                by_agent[row.agent_id].append(row)
+            rows = s.execute(q).all()
         table = []
-        for agent_id, rows in by_agent.items():
-            skills = {r.skill: r for r in rows}
-
-            def count(skill: str, skills: dict[str, AgentDailyRow] = skills) -> int:
-                # rates are stored as mean per conversation; rate × n gives the count back
-                return round(skills[skill].value * skills[skill].n) if skill in skills else 0
-
+        for agent_id, name, team, n, mean, critical, rude, escalations, *done in rows:
             table.append(AgentDay(
-                agent_id=agent_id, agent_name=rows[0].agent_name, team=rows[0].team,
-                conversations=skills["conversations"].n if "conversations" in skills else 0,
-                score=skills["score"].value if "score" in skills else None,
-                critical=count("critical_rate"), courtesy_violations=count("courtesy_violations"),
-                escalations=count("escalation_rate"),
-                script={k.removeprefix("script."): r.value for k, r in skills.items()
-                        if k.startswith("script.")},
+                agent_id=agent_id, agent_name=name or "", team=team or "", conversations=int(n),
+                score=float(mean) if mean is not None else None, critical=int(critical),
+                courtesy_violations=int(rude), escalations=int(escalations),
+                script={item: int(d) / int(n) for item, d in zip(SCRIPT_ITEMS, done, strict=True)},
             ))
         return table
 
     def add_correction(
         self, conversation_id: str, item: str, human_value: object, reviewer: str, reason: str
     ) -> Correction:
-        """Record a reviewer's value for one item; the machine's value is taken from what is stored."""
+        """Record a reviewer's value for one item (``zhijian correct``); the machine's value is taken from what
+        is stored. A review item's value is then in force, as a workbench review's would be."""
+        if item in REVIEW_ITEMS:
+            try:
+                self.decide(conversation_id, [(item, human_value, reason)], by=reviewer, kind="correction")
+            except LookupError as e:
+                raise ValueError(f"cannot correct: {e}") from None
+            with self._session() as s:
+                row = s.scalars(select(CorrectionRow).where(CorrectionRow.conversation_id == conversation_id)
+                                .order_by(CorrectionRow.id.desc()).limit(1)).one()
+                return _correction(row)
         with self._session.begin() as s:
             conv = s.get(ConversationRow, conversation_id)
             if conv is None:
                 raise ValueError(f"cannot correct: no conversation with id {conversation_id!r} is stored")
             q = select(FindingRow).where(FindingRow.conversation_id == conversation_id)
             findings = s.scalars(q.order_by(FindingRow.id)).all()
-            machine = _machine_value(conv.result or {}, findings, item)
+            machine = _machine_value(conv.machine_result or conv.result or {}, findings, item)
             row = CorrectionRow(conversation_id=conversation_id, item=item, machine_value=machine,
                                 human_value=human_value, reviewer=reviewer, reason=reason)
             s.add(row)
+            s.add(AuditRow(conversation_id=conversation_id, by=reviewer, action="correction", item=item,
+                           from_value=machine, to_value=human_value, reason=reason))
             s.flush()
             return _correction(row)
 

@@ -30,7 +30,8 @@ from pipeline.schema import (
     Turn,
 )
 from pipeline.store import Store
-from pipeline.store.models import AgentDailyRow, Base, ConversationRow, FindingRow, TurnRow
+from pipeline.store import OtherDay, StaleVersion
+from pipeline.store.models import AuditRow, Base, ConversationRow, CorrectionRow, FindingRow, TurnRow
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DAY = "2026-11-21"
@@ -144,6 +145,19 @@ def count(store: Store, model: Any, *where: Any) -> int:
         return conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
 
 
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from pipeline.store.repository import HERE
+
+    config = Config(str(HERE / "alembic.ini"))
+    config.set_main_option("script_location", str(HERE / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
 # -- tests -----------------------------------------------------------------------------------------
 
 def test_migrates_on_open(db_url: str) -> None:
@@ -153,9 +167,10 @@ def test_migrates_on_open(db_url: str) -> None:
     try:
         with store.engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())  # default schema: the test's own on PostgreSQL
-            expected = {"conversations", "turns", "findings", "agent_daily", "corrections", "alembic_version"}
+            expected = {"conversations", "turns", "findings", "corrections", "audit_log", "runs", "alembic_version"}
             assert expected <= tables
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+            assert "agent_daily" not in tables  # 0002: per-agent numbers are aggregated from the in-force columns
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == _head()
             # the migrations and the models describe the same schema
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
@@ -192,27 +207,31 @@ def test_rerun_replaces_the_day(store: Store) -> None:
     assert count(store, ConversationRow) == 2
     assert count(store, TurnRow) == 6  # the removed conversations' turns went with them
     assert count(store, FindingRow, FindingRow.conversation_id.in_(["C1", "C3"])) == 0
-    assert count(store, AgentDailyRow, AgentDailyRow.skill == "conversations") == 1
     [agent] = store.agent_table(DAY)
     assert (agent.conversations, agent.score) == (2, 72.5)
 
 
-def test_id_stored_under_another_day_moves(store: Store) -> None:
+def test_id_stored_under_another_day_is_never_moved(store: Store) -> None:
     other = "2026-11-20"
     store.replace_day(other, [make_analysis("C1", date=other), make_analysis("C2", "A099", date=other)], [])
-    store.replace_day(DAY, [make_analysis("C2", "A099")], [])
-    assert [r["id"] for r in store.results(other)] == ["C1"]
-    assert [r["id"] for r in store.results(DAY)] == ["C2"]
-    assert [a.agent_id for a in store.agent_table(other)] == ["A017"]  # the old day's numbers follow
-    assert count(store, ConversationRow) == 2
+    with pytest.raises(OtherDay, match="C2 is stored under 2026-11-20, not 2026-11-21"):
+        store.save_analysis(make_analysis("C2", "A099"))
+    with pytest.raises(OtherDay):
+        store.save_failure(DAY, make_failure("C1"))
+    assert [r["id"] for r in store.results(other)] == ["C1", "C2"]
+    assert store.results(DAY) == []
+    assert sorted(a.agent_id for a in store.agent_table(other)) == ["A017", "A099"]
 
 
 def test_failures_are_recorded(store: Store) -> None:
-    meta = {"C8": {"agent_id": "A017", "agent_name": "王丽", "channel": "call",
-                   "started_at": "2026-11-21T09:00:00+08:00"}}
-    failures = [make_failure("C8", "E003", "audio stream is truncated or corrupt: eof"), make_failure("C7")]
-    store.replace_day(DAY, [make_analysis("C1")], failures, failure_meta=meta)
-    assert store.failures(DAY) == sorted(failures, key=lambda f: f.conversation_id)
+    c8 = make_failure("C8", "E003", "audio stream is truncated or corrupt: eof").model_copy(update={
+        "agent_id": "A017", "agent_name": "王丽", "channel": "call",
+        "started_at": dt.datetime.fromisoformat("2026-11-21T09:00:00+08:00")})
+    failures = [c8, make_failure("C7")]
+    store.replace_day(DAY, [make_analysis("C1")], failures)
+    got = {f.conversation_id: f for f in store.failures(DAY)}
+    assert got["C8"] == c8.model_copy(update={"team": "", "site": ""})
+    assert (got["C7"].code, got["C7"].agent_id, got["C7"].channel) == ("E006", "unknown", "unknown")
     assert [r["id"] for r in store.results(DAY)] == ["C1"]
     with store.engine.connect() as conn:
         failed = conn.execute(select(ConversationRow).where(ConversationRow.status == "failed"))
@@ -242,18 +261,6 @@ def test_agent_table_numbers(store: Store) -> None:
     assert set(a017.script) == set(SCRIPT_ITEMS)
     assert (a021.conversations, a021.score, a021.critical, a021.escalations) == (1, 100.0, 0, 0)
 
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(AgentDailyRow).where(AgentDailyRow.agent_id == "A017")).all()
-        skills = {r.skill: (r.value, r.n) for r in rows}
-        a021_skills = set(conn.execute(select(AgentDailyRow.skill).where(AgentDailyRow.agent_id == "A021"))
-                          .scalars())
-    assert skills["courtesy_violations"] == (pytest.approx(2 / 3), 3)
-    assert skills["critical_rate"] == (pytest.approx(1 / 3), 3)
-    assert skills["escalation_rate"] == (pytest.approx(1 / 3), 3)
-    assert skills["dead_air_rate"] == (0.5, 2)  # calls only
-    assert skills["low_confidence_rate"] == (pytest.approx(1 / 3), 3)
-    assert skills["conversations"] == (3.0, 3)
-    assert "dead_air_rate" not in a021_skills  # a chat-only agent has no dead-air rate
 
 
 def test_results_round_trip_exactly(store: Store) -> None:
@@ -299,3 +306,68 @@ def test_replace_day_rejects_bad_batches(store: Store) -> None:
     with pytest.raises(ValueError, match="not of the day"):
         store.replace_day(DAY, [make_analysis("C2", date="2026-11-20")], [])
     assert count(store, ConversationRow) == 0
+
+
+# -- human decisions: values in force -----------------------------------------------------------------
+
+def test_decide_rescored_with_the_scorecard_and_kept_over_a_rerun(store: Store) -> None:
+    store.save_analysis(make_analysis("C1", missed=("restate",), courtesy_turns=(2,)))
+    before = store.result("C1")
+    assert before is not None and before["script"]["restate"] is False
+    version = store.decide("C1", [("script.restate", True, "复述了地址"), ("courtesy_violation_turns", [], "不算失礼")],
+                           by="qa01", expected_version=1)
+    assert version == 2
+    after = store.result("C1")
+    assert after is not None
+    # the scorecard over the values in force: nothing missed, no rude turn → full marks, not critical
+    assert (after["script"]["restate"], after["courtesy_violation_turns"], after["score"], after["critical"]) == (
+        True, [], 100.0, False)
+    with store.engine.connect() as conn:
+        row = conn.execute(select(ConversationRow).where(ConversationRow.id == "C1")).one()
+        assert (row.script_restate, row.courtesy_violations, row.review_status, row.reviewed_by) == (
+            True, 0, "reviewed", "qa01")
+        assert row.machine_result["script"]["restate"] is False  # the machine's record is kept beside
+    # re-running the day keeps every human value in force and scores with it
+    store.replace_day(DAY, [make_analysis("C1", missed=("restate", "closing"), courtesy_turns=(2,))], [])
+    rerun = store.result("C1")
+    assert rerun is not None
+    assert (rerun["script"]["restate"], rerun["script"]["closing"], rerun["courtesy_violation_turns"]) == (
+        True, False, [])
+    assert rerun["score"] == 95.0  # only the newly missed closing (5) is deducted
+    items = store.in_force("C1")
+    assert items["script.restate"] | {"evidence": None} == {
+        "item": "script.restate", "machine_value": False, "value": True, "confidence": 1.0, "evidence": None,
+        "source": "review", "judge": "rules:1", "decided_by": "qa01",
+        "decided_at": items["script.restate"]["decided_at"]}
+    assert items["script.closing"]["source"] == "machine"
+    with store.engine.connect() as conn:
+        actions = [(a.action, a.item) for a in conn.execute(select(AuditRow).order_by(AuditRow.id))]
+        assert actions == [("review", "script.restate"), ("review", "courtesy_violation_turns"), ("rerun", None)]
+        assert conn.execute(select(ConversationRow.version).where(ConversationRow.id == "C1")).scalar_one() == 3
+
+
+def test_decide_stale_or_bad_writes_nothing(store: Store) -> None:
+    store.save_analysis(make_analysis("C1"))
+    store.decide("C1", [("complaint_type", "fees", "水费")], by="qa01", expected_version=1)
+    with pytest.raises(StaleVersion) as stale:
+        store.decide("C1", [("complaint_type", "noise", "x")], by="qa02", expected_version=1)
+    assert stale.value.current == 2
+    with pytest.raises(ValueError, match="customer_emotion"):
+        store.decide("C1", [("complaint_type", "noise", "x"), ("customer_emotion", "furious", "x")], by="qa02")
+    with pytest.raises(ValueError, match="courtesy_violation_turns"):
+        store.decide("C1", [("courtesy_violation_turns", [7], "x")], by="qa02")  # only 3 turns
+    with pytest.raises(LookupError):
+        store.decide("NOPE", [("complaint_type", "noise", "x")], by="qa02")
+    assert count(store, CorrectionRow) == 1
+    assert (store.result("C1") or {})["complaint_type"] == "fees"
+
+
+def test_queue_columns_follow_the_flags(store: Store) -> None:
+    store.save_analysis(make_analysis("C1", flags=("low_score", "escalation_risk")))
+    store.save_analysis(make_analysis("C2"))
+    with store.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(ConversationRow))}
+    assert (rows["C1"].queue_reason, rows["C1"].queue_tier, rows["C1"].flag_text) == (
+        "flagged", 1, " low_score escalation_risk ")
+    assert rows["C2"].flag_text == ""
+    assert rows["C2"].queue_reason in (None, "sample")
