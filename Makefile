@@ -2,11 +2,12 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA ?= $(CURDIR)/var
 DEMO_DATE := 2026-11-20
-export ZHIJIAN_DATA_DIR ?= $(DATA)
+# The demo uses the same data directory as hand-typed `zhijian` commands (ZHIJIAN_DATA_DIR if set, else
+# ~/.local/share/zhijian), so `zhijian export --date 2026-11-20` right after it finds the demo's night.
+DATA = $(shell $(BIN)/zhijian db info --data-dir)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo web test lint bench clean
 
 $(BIN)/zhijian: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -19,8 +20,21 @@ install: $(BIN)/zhijian
 
 demo: install
 	$(BIN)/zhijian run --inbox transcripts/inbox --date $(DEMO_DATE)
-	$(BIN)/zhijian export --date $(DEMO_DATE) > $(DATA)/results-$(DEMO_DATE).jsonl
+	$(BIN)/zhijian export --date $(DEMO_DATE) > "$(DATA)/results-$(DEMO_DATE).jsonl"
 	@echo "results: $(DATA)/zhijian.db and $(DATA)/results-$(DEMO_DATE).jsonl"
+
+# The review workbench on the demo store (`make demo` first, if it has not run): one demo account per role,
+# all with the password below. The demo's recordings are from $(DEMO_DATE), so appeals are kept open for it.
+DEMO_PASSWORD ?= zhijian-demo
+WEB_PORT ?= 8000
+web: install
+	@test -f "$(DATA)/zhijian.db" || $(MAKE) demo
+	@for role in admin supervisor reviewer trainer agent; do \
+	  echo "$(DEMO_PASSWORD)" | $(BIN)/zhijian users add $$role --role $$role --password-stdin \
+	    $$( [ $$role = agent ] && echo --agent-id A102 ) >/dev/null || exit 1; done
+	@echo "质检工作台: open http://127.0.0.1:$(WEB_PORT)/ and sign in as admin, supervisor, reviewer, trainer or"
+	@echo "agent (座席 A102), password $(DEMO_PASSWORD). Ctrl-C stops it."
+	ZHIJIAN_REVIEW__APPEAL_WINDOW_DAYS=36500 $(BIN)/zhijian web --inbox transcripts/inbox --port $(WEB_PORT)
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -33,4 +47,4 @@ bench: install
 	$(BIN)/python bench/nightly_vs_bare.py
 
 clean:
-	rm -rf $(VENV) $(DATA)
+	rm -rf $(VENV) var

@@ -26,6 +26,7 @@ import numpy as np
 
 from pipeline import audio as audio_mod
 from pipeline import roles
+from pipeline.budget import Budget
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import CallJob, failure
@@ -65,6 +66,7 @@ class TranscribeOptions:
     max_turn_pause: float = 1.0
     batch_size: int = 8
     language: str = "zh"
+    budget: Budget | None = None  # the recording's time budget, checked per recognised segment (E009)
 
 
 def _package_dir(package: str) -> Path:
@@ -226,6 +228,8 @@ def recognise_spans(model, x: np.ndarray, spans: Sequence[tuple[float, float]],
     words: list[list[Word]] = [[] for _ in spans]
     ends = np.array(bounds)
     for seg in segments:
+        if options.budget is not None:
+            options.budget.check()
         if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < -1.0:
             continue  # the recogniser itself says there is no speech here
         for w in seg.words or []:
@@ -326,14 +330,17 @@ def domain_prompt(site: str, lexicon: Path) -> str:
     return " ".join(([site] if site else []) + words)
 
 
-def transcribe_call(meta: ConversationMeta, settings: Settings) -> Transcript:
-    """The ASR stage for one call: decode, find each voice, recognise, split turns. Raises InputError."""
+def transcribe_call(meta: ConversationMeta, settings: Settings, budget: Budget | None = None) -> Transcript:
+    """The ASR stage for one call: decode, find each voice, recognise, split turns. Raises InputError
+    (E009 when ``budget`` is spent; E015 for a recording over ``settings.night.max_audio_seconds``)."""
     path = Path(meta.audio_path or meta.source)
-    decoded = audio_mod.decode(path)
+    decoded = audio_mod.decode(path, max_seconds=settings.night.max_audio_seconds, budget=budget)
     layout = meta.audio_layout or "mono"
     if layout != "mono" and decoded.channels != 2:
         raise InputError("E008", path, layout=layout)
     masks = audio_mod.voice_masks(decoded, settings.audio.vad_threshold, settings.audio.crosstalk_db)
+    if budget is not None:
+        budget.check()
     if layout == "mono" and decoded.channels == 2:  # a mono call stored as two identical channels
         masks = [np.logical_or(masks[0], masks[1])]
         decoded = audio_mod.DecodedAudio(decoded.samples.mean(axis=0, keepdims=True), decoded.source_rate, path)
@@ -349,20 +356,27 @@ def transcribe_call(meta: ConversationMeta, settings: Settings) -> Transcript:
         # hot words only where we know it is a property-service call (a sidecar's site, or --site):
         # on other speech the trade's words only pull the decoder off course
         prompt=domain_prompt(meta.site, settings.lexicon_path) if cfg.use_domain_prompt and meta.site else None,
+        budget=budget,
     )
     if layout == "mono":
         role_model = roles.load_text_role_model(settings.role_model_path)
         turns = transcribe_mono(model, decoded, masks[0], options, role_model)
     else:
         turns = transcribe_stereo(model, decoded, masks, channel_roles, options)
-    return Transcript(meta=meta, turns=ensure_speech(turns, path), audio=facts, asr_model=cfg.model)
+    transcript = Transcript(meta=meta, turns=ensure_speech(turns, path), audio=facts, asr_model=cfg.model)
+    from pipeline import privacy
+
+    # the one place a call's turns are final: masked here, the text stage, judges, store, export and
+    # search words only ever see masked text
+    return privacy.mask_transcript(transcript) if settings.privacy.mask_personal_numbers else transcript
 
 
 def transcribe_job(job: CallJob, settings: Settings) -> Transcript | Failure:
-    """``transcribe_call`` for a batch of recordings: a bad one becomes a ``Failure`` naming its file and the
+    """``transcribe_call`` for a batch of recordings, each within its time budget
+    (``settings.night.time_budget_seconds``): a bad one becomes a ``Failure`` naming its file and the
     problem (E099 for the unexpected), never an exception, so one recording never stops the rest."""
     try:
-        return transcribe_call(job.meta, settings)
+        return transcribe_call(job.meta, settings, Budget(settings.night.time_budget_seconds, job.audio_path))
     except InputError as e:
         log.warning("%s", e)
         err = e

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import struct
 import wave
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pipeline.budget import Budget
 from pipeline.errors import InputError
 from pipeline.schema import AudioFacts, Span
 
@@ -53,7 +55,7 @@ def _check_wav_header(path: Path) -> None:
     try:
         with wave.open(str(path), "rb") as w:
             declared = w.getnframes() * w.getnchannels() * w.getsampwidth()
-    except (wave.Error, EOFError):
+    except (wave.Error, EOFError, struct.error, ValueError, OverflowError):
         return  # not PCM WAV (e.g. float or extensible): PyAV judges it
     data_start = path.stat().st_size - declared
     # A truncated file has less data than the header promises; the header itself is ≥ 44 bytes.
@@ -61,8 +63,11 @@ def _check_wav_header(path: Path) -> None:
         raise InputError("E003", path, detail=f"header promises {declared} bytes of samples, file is shorter")
 
 
-def decode(path: Path) -> DecodedAudio:
-    """Decode any format FFmpeg reads; resample to 16 kHz; keep channels apart. Raises InputError."""
+def decode(path: Path, max_seconds: float | None = None, budget: Budget | None = None) -> DecodedAudio:
+    """Decode any format FFmpeg reads; resample to 16 kHz; keep channels apart. Raises InputError.
+
+    ``max_seconds`` bounds memory: a recording that says (or turns out to be) longer is refused with E015
+    without decoding the rest; ``budget`` bounds time (E009)."""
     if not path.is_file():
         raise InputError("E013", path, pattern=str(path))
     if path.stat().st_size == 0:
@@ -83,16 +88,27 @@ def decode(path: Path) -> DecodedAudio:
             raise InputError("E004", path, channels=channels)
         if rate < MIN_SOURCE_RATE:
             raise InputError("E005", path, rate=rate)
+        declared = float(container.duration) / 1e6 if container.duration else 0.0  # microseconds
+        if max_seconds is not None and declared > max_seconds:
+            raise InputError("E015", path, limit=max_seconds)
+        limit = int(max_seconds * SAMPLE_RATE) if max_seconds is not None else None
         resampler = av.AudioResampler(format="fltp", layout="stereo" if channels == 2 else "mono",
                                       rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
+        decoded = 0
         try:
             for frame in container.decode(stream):
                 frame.pts = None
-                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+                for f in resampler.resample(frame):
+                    chunks.append(f.to_ndarray())
+                    decoded += chunks[-1].shape[1]
+                if limit is not None and decoded > limit:
+                    raise InputError("E015", path, limit=max_seconds)
+                if budget is not None:
+                    budget.check()
             chunks.extend(f.to_ndarray() for f in resampler.resample(None))
-        except (av.error.FFmpegError, ValueError) as e:
-            raise InputError("E003", path, detail=str(e)) from None
+        except (av.error.FFmpegError, ValueError, OverflowError, MemoryError) as e:
+            raise InputError("E003", path, detail=str(e) or type(e).__name__) from None
     if not chunks:
         raise InputError("E003", path, detail="no audio frames could be decoded")
     samples = np.concatenate(chunks, axis=1).astype(np.float32)

@@ -7,15 +7,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.config import get_settings
-from pipeline.errors import ZhijianError
+from pipeline.errors import ConfigError, InputError, ZhijianError
 
 app = typer.Typer(
     help="Zhijian (质检): quality assurance for property-management customer service.",
@@ -47,14 +48,57 @@ def _url(db: str | None) -> str:
     return db or get_settings().database_url
 
 
-def _agent_table(db: str | None, date: str) -> Table:
+def _fail(e: Exception, code: int = 2) -> typer.Exit:
+    """One line on stderr (the coded error's message), no traceback."""
+    console.print(f"[red]{escape(str(e))}[/red]", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _check_url(url: str) -> str:
+    """A usable SQLAlchemy URL with its driver installed, else ConfigError E043 (before any work)."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError, ImportError) as e:
+        raise ConfigError("E043", url=url, detail=str(e).splitlines()[0]) from None
+    return url
+
+
+def _open_store(db: str | None, *, migrate: bool = False, must_exist: bool = True) -> Any:
+    """The store for ``--db``: readers never migrate (``zhijian run`` and ``zhijian db upgrade`` do) and never
+    create a database. Raises ConfigError (E043 bad URL or unreachable, E044 schema to upgrade) or
+    LookupError (nothing stored there)."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import DBAPIError
+
     from pipeline.store import Store
 
-    store = Store(_url(db))
+    url = _check_url(_url(db))
+    parsed = make_url(url)
+    if must_exist and parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).is_file():
+        raise LookupError(f"nothing stored: no database at {parsed.database}")
     try:
-        rows = store.agent_table(date)
-    finally:
-        store.close()
+        return Store(url, migrate=migrate)
+    except DBAPIError as e:
+        raise ConfigError("E043", url=url, detail=str(e.orig or e).strip().splitlines()[0]) from None
+
+
+def _reader(db: str | None) -> Any:
+    try:
+        return _open_store(db)
+    except ConfigError as e:
+        raise _fail(e) from None
+    except LookupError as e:
+        raise _fail(e, 1) from None
+
+
+def _agent_table(store: Any, date: str) -> Table | None:
+    rows = store.agent_table(date)
+    if not rows:
+        return None
     table = Table(title=f"质检 per-agent scores, {date}")
     for col in ("agent", "name", "team", "conv.", "score", "critical", "rude turns", "escal.", "weakest items"):
         table.add_column(
@@ -77,104 +121,303 @@ def _agent_table(db: str | None, date: str) -> Table:
     return table
 
 
-@app.command()
-def run(
-    inbox: Annotated[Path, typer.Option("--inbox", help="inbox root; the day's folder is inbox/<date>/")],
-    date: DateOption,
-    db: DbOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Run the nightly flow over INBOX/<date>/ and store the results."""
-    _setup_logging(verbose)
-    # An ephemeral Prefect API, quiet, and nothing phoned home (the machine may have no network).
+def _check_date(date: str) -> str:
+    from pipeline.ingest import check_date
+
+    try:
+        return check_date(date)
+    except ConfigError as e:
+        raise _fail(e) from None
+
+
+def _prefect_environment() -> None:
+    """Prefect's state in the data directory, an ephemeral API, quiet, and nothing phoned home (the machine
+    may have no network). Set before Prefect is first imported."""
+    os.environ.setdefault("PREFECT_HOME", str(get_settings().data_dir / "prefect"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # the first start after installing compiles and migrates the API's database: give it time
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from flows.nightly import nightly, on_progress
-    from pipeline.ingest import discover
+
+
+def _die_with_parent() -> None:  # runs in the forked child, before exec
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: a killed run takes it along
+
+
+def _start_ephemeral_api() -> Any:
+    """Start Prefect's ephemeral API server in a session of its own, so Ctrl-C (SIGINT to the terminal's
+    process group) reaches the run, not the API the run reports to; it still dies with the run (SIGKILL
+    included). Returns the server (None when PREFECT_API_URL names a real one)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    import subprocess
+    import types
+    from unittest import mock
+
+    from prefect.server.api import server as prefect_server
+
+    api = prefect_server.SubprocessASGIServer()
+    launch = prefect_server.SubprocessASGIServer._run_uvicorn_command
+    real_popen: Any = subprocess.Popen
+
+    def own_session(self: Any) -> Any:
+        def popen(*args: Any, **kwargs: Any) -> Any:
+            return real_popen(*args, start_new_session=True, preexec_fn=_die_with_parent, **kwargs)
+
+        with mock.patch.object(subprocess, "Popen", popen):  # only while Prefect launches its server
+            return launch(self)
+
+    api._run_uvicorn_command = types.MethodType(own_session, api)  # type: ignore[method-assign]
+    api.start()
+    return api
+
+
+@app.command()
+def run(
+    inbox: Annotated[Path, typer.Option("--inbox", help="inbox root; the day's folder is inbox/<date>/")],
+    date: DateOption,
+    db: DbOption = None,
+    force: Annotated[bool, typer.Option("--force", help="redo every conversation, even those already stored "
+                                        "from the same files by the same pipeline")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the nightly flow over INBOX/<date>/: each conversation is stored as soon as it is judged; running the
+    day again resumes (what is stored unchanged is skipped). Ctrl-C stops; stored work is kept."""
+    _setup_logging(verbose)
+    # everything is checked before any work: the date, the database URL, the day's folder
+    _check_date(date)
+    try:
+        url = _check_url(_url(db))
+    except ConfigError as e:
+        raise _fail(e) from None
+    day = inbox / date
+    if not day.is_dir():
+        raise _fail(InputError("E040", day))
+    resume = f"zhijian run --inbox {inbox} --date {date}" + (f" --db {db}" if db else "")
+    try:
+        _open_store(url, migrate=True, must_exist=False).close()  # migrations run here, once, before the night
+    except ConfigError as e:
+        raise _fail(e) from None
+    _prefect_environment()
+    import signal
+    import threading
 
     # the ephemeral API's services log their own shutdown as errors; they are not the night's errors
     logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+    api: Any = None
+
+    def stop(rc: int, line: str) -> NoReturn:
+        console.print(line, highlight=False, soft_wrap=True)
+        if api is not None and api.server_process is not None:
+            api.server_process.terminate()  # not waited for: it also dies with us (PR_SET_PDEATHSIG)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)  # worker threads may be in the middle of recognising a call: nothing of it is stored yet
+
+    stopping = threading.Event()
+    halted = f"interrupted. What is stored is kept; to resume: {escape(resume)}"
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        if stopping.is_set():
+            stop(130, halted)
+        stopping.set()
+        # a clean stop closes the run's record; if that hangs, stop anyway
+        threading.Timer(8.0, lambda: stop(130, halted)).start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint), signal.signal(signal.SIGTERM, on_sigint)
+    from flows.nightly import ProgressEvent, StoreUnavailable, nightly
+
+    # Ctrl-C is the operator's stop, not a crash: Prefect's "Crash detected!" line would say otherwise
+    # (and a database away is reported once, as E034, not as Prefect's task and flow tracebacks)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
     try:
-        total = sum(1 for _ in discover(inbox, date))
+        api = _start_ephemeral_api()
+        with _progress() as progress:
+            bar = progress.add_task(f"night {date}", total=None)
+
+            def show(e: ProgressEvent) -> None:
+                if e.stage == "planned":
+                    progress.update(bar, total=e.total)
+                elif e.stage in ("skipped", "stored", "failed"):
+                    progress.advance(bar)
+                    progress.update(bar, description=f"{e.stage} {e.conversation_id}")
+                elif e.stage == "recognising":
+                    progress.update(bar, description=f"recognising {Path(e.source).name}")
+
+            summary = nightly(str(inbox), date, url, force=force, progress=show)
+    except KeyboardInterrupt:
+        stop(130, halted)
+    except StoreUnavailable as e:
+        stop(3, f"[red]{escape(str(e))}[/red]\nto resume: {escape(resume)}")
     except ZhijianError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from None
-    with _progress() as progress:
-        bar = progress.add_task("transcribing and judging", total=total)
-
-        def hook(stage: str, conv_id: str, ok: bool) -> None:
-            if stage in ("judge", "ingest") or not ok:
-                progress.advance(bar)
-            progress.update(bar, description=f"{stage} {conv_id}")
-
-        on_progress(hook)
-        summary = nightly(str(inbox), date, _url(db))
-        on_progress(None)
+        stop(2, f"[red]{escape(str(e))}[/red]")
+    signal.signal(signal.SIGINT, previous[0])
+    signal.signal(signal.SIGTERM, previous[1])
     for f in summary["failures"]:
-        console.print(f"[yellow]failed[/yellow] {f['conversation_id']}: {f['message']}")
-    console.print(_agent_table(db, date))
+        console.print(f"[yellow]failed[/yellow] {escape(f['conversation_id'])}: {escape(f['message'])}",
+                      highlight=False, soft_wrap=True)
+    store = _open_store(url)
+    try:
+        table = _agent_table(store, date)
+        n_failed = len(store.failures(date))
+        n_ok = len(store.results(date))
+    finally:
+        store.close()
+    if table is not None:
+        console.print(table)
+    skipped = (f", {summary['skipped']} skipped (already stored from the same files by this pipeline; "
+               f"--force redoes them)") if summary["skipped"] else ""
     console.print(
-        f"{summary['analysed']} analysed, {summary['failed']} failed, {summary['seconds']} s. "
-        f"Results in {summary['db']} — `zhijian export --date {date}` writes them as JSON Lines."
+        f"run {summary['run_id']}: {summary['analysed']} analysed, {summary['failed']} failed{skipped}, "
+        f"{summary['recognised']} calls recognised, {summary['seconds']} s. The day now has {n_ok} results and "
+        f"{n_failed} failures in {summary['db']}: `zhijian export --date {date}` writes the results as JSON Lines"
+        + (f", `zhijian failures --date {date}` lists the failures" if n_failed else "") + ".",
+        highlight=False, soft_wrap=True,
     )
+    if summary["unstored"]:
+        console.print(f"[red]{summary['unstored']} conversations could not be stored at all (see the log)[/red]")
+    if summary["unstored"]:
+        raise typer.Exit(1)
 
 
 @app.command()
 def export(date: DateOption, db: DbOption = None) -> None:
     """One JSON result record per conversation of the day on stdout (spec section 4)."""
-    from pipeline.store import Store
-
-    store = Store(_url(db))
+    _check_date(date)
+    store = _reader(db)
     try:
-        for record in store.results(date):
-            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        records = store.results(date)
     finally:
         store.close()
+    if not records:
+        raise _fail(LookupError(f"no results stored for {date} in {_url(db)}"), 1)
+    for record in records:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 @app.command()
 def agents(date: DateOption, db: DbOption = None) -> None:
     """The per-agent table of a stored day."""
-    Console().print(_agent_table(db, date))
+    _check_date(date)
+    store = _reader(db)
+    try:
+        table = _agent_table(store, date)
+    finally:
+        store.close()
+    if table is None:
+        raise _fail(LookupError(f"no results stored for {date} in {_url(db)}"), 1)
+    Console(width=max(120, Console().width)).print(table)
+
+
+@app.command()
+def failures(date: DateOption, db: DbOption = None,
+             as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False) -> None:
+    """The day's failed files: id, code, stage, agent, file and reason."""
+    _check_date(date)
+    store = _reader(db)
+    try:
+        failed = store.failures(date)
+        stored = store.count(date)
+    finally:
+        store.close()
+    if not stored:
+        raise _fail(LookupError(f"nothing stored for {date} in {_url(db)}"), 1)
+    if as_json:
+        for f in failed:
+            sys.stdout.write(json.dumps(f.model_dump(mode="json"), ensure_ascii=False) + "\n")
+        return
+    if not failed:
+        Console().print(f"no failures on {date} ({stored} conversations stored)")
+        return
+    table = Table(title=f"failed conversations, {date}")
+    for col in ("id", "code", "stage", "agent", "file", "reason"):
+        table.add_column(col, overflow="fold")
+    for f in failed:
+        reason = f.message.split(": ", 1)[-1] if f.message.startswith(f"[{f.code}] {f.source}") else f.message
+        table.add_row(f.conversation_id, f.code, f.stage, f.agent_id or "", f.source, reason)
+    Console(width=max(160, Console().width)).print(table)
+
+
+db_app = typer.Typer(help="The results database: upgrade its schema, say where it is.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Bring the database schema to this zhijian's newest migration (creates the database if need be)."""
+    from pipeline.store.repository import head_revision, schema_revision
+
+    try:
+        store = _open_store(db, migrate=True, must_exist=False)
+    except ConfigError as e:
+        raise _fail(e) from None
+    try:
+        have = schema_revision(store.engine)
+    finally:
+        store.close()
+    Console().print(f"{_url(db)}: schema at revision {have} (head {head_revision()})")
+
+
+@db_app.command("info")
+def db_info(
+    data_dir: Annotated[bool, typer.Option("--data-dir", help="print only the data directory")] = False,
+    db: DbOption = None,
+) -> None:
+    """The data directory, the database URL and its schema revision."""
+    settings = get_settings()
+    if data_dir:
+        sys.stdout.write(f"{settings.data_dir}\n")
+        return
+    from pipeline.store.repository import head_revision
+
+    sys.stdout.write(f"data directory: {settings.data_dir}\ndatabase: {_url(db)}\nhead revision: {head_revision()}\n")
 
 
 @app.command()
 def transcribe(
     files: Annotated[list[Path], typer.Argument(help="recordings (wav, flac, mp3, …)")],
-    layout: Annotated[str, typer.Option("--layout", help="stereo_agent_left | stereo_agent_right | mono")] = "mono",
-    site: Annotated[str, typer.Option("--site", help="site name, used as a hot word")] = "",
+    layout: Annotated[str | None, typer.Option(
+        "--layout", help="stereo_agent_left | stereo_agent_right | mono (default: the sidecar's, else mono)")] = None,
+    site: Annotated[str | None, typer.Option(
+        "--site", help="site name, used as a hot word (default: the sidecar's)")] = None,
 ) -> None:
-    """Transcribe recordings: one JSON object per file per line on stdout."""
+    """Transcribe recordings: one JSON object per file per line on stdout. A file's sidecar (same name, .json)
+    gives its id, layout and site."""
     _setup_logging()
     from pipeline.asr import transcribe_call
-    from pipeline.errors import InputError
+    from pipeline.ingest import read_call
     from pipeline.schema import ConversationMeta
 
-    if layout not in ("stereo_agent_left", "stereo_agent_right", "mono"):
+    if layout is not None and layout not in ("stereo_agent_left", "stereo_agent_right", "mono"):
         raise typer.BadParameter(f"unknown layout {layout!r}")
     settings = get_settings()
     failed = 0
     for path in files:
-        meta = ConversationMeta(
-            id=path.stem,
-            channel="call",
-            agent_id="",
-            site=site,
-            source=str(path),
-            audio_path=str(path),
-            audio_layout=layout,
-        )
         try:
-            tr = transcribe_call(meta, settings)
+            sidecar = path.with_suffix(".json")
+            if sidecar.is_file() and sidecar != path:
+                meta = read_call(sidecar, {path.stem: [path], sidecar.stem: [path]}).meta
+            else:
+                meta = ConversationMeta(id=path.stem, channel="call", agent_id="", source=str(path),
+                                        audio_path=str(path))
+            update: dict[str, Any] = {"audio_path": str(path)}
+            if layout is not None or meta.audio_layout is None:
+                update["audio_layout"] = layout or "mono"
+            if site is not None:
+                update["site"] = site
+            tr = transcribe_call(meta.model_copy(update=update), settings)
         except Exception as e:  # report every file; one bad recording does not stop the rest
             if not isinstance(e, InputError):
                 e = InputError("E099", path, detail=f"{type(e).__name__}: {e}")
             failed += 1
-            console.print(f"[red]{e}[/red]")
+            console.print(f"[red]{e}[/red]", highlight=False)
             sys.stdout.write(
                 json.dumps({"file": str(path), "error": e.code, "message": str(e)}, ensure_ascii=False) + "\n"
             )
@@ -192,10 +435,18 @@ def serve(
     cron: Annotated[str, typer.Option("--cron", help="when to run, cron syntax (default 02:00 nightly)")] = "0 2 * * *",
     db: DbOption = None,
 ) -> None:
-    """Serve the nightly flow on a schedule; each run processes yesterday's folder."""
+    """Serve the nightly flow on a schedule; each run processes yesterday's folder (resuming if run again)."""
+    try:
+        url = _check_url(_url(db))
+        _open_store(url, migrate=True, must_exist=False).close()
+    except ConfigError as e:
+        raise _fail(e) from None
+    if not inbox.is_dir():
+        raise _fail(InputError("E040", inbox))
+    _prefect_environment()
     from flows.nightly import nightly
 
-    nightly.serve(name="zhijian-nightly", cron=cron, parameters={"inbox": str(inbox), "db_url": _url(db)})
+    nightly.serve(name="zhijian-nightly", cron=cron, parameters={"inbox": str(inbox), "db_url": url})
 
 
 @app.command()
@@ -370,6 +621,10 @@ def _print_report(report: Any) -> None:
     if report.missing:
         out.print(f"[yellow]{len(report.missing)} labelled conversations have no result[/yellow]: "
                   + ", ".join(report.missing[:10]))
+
+
+__import__("pipeline.reports.cli", fromlist=["register"]).register(app)  # report …, signals (issue 9)
+__import__("pipeline.web.cli", fromlist=["register"]).register(app)  # users, web, agreement (issue 8)
 
 
 def main() -> None:

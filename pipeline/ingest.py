@@ -3,20 +3,28 @@
 ``discover`` yields one item per conversation, lazily: a ``CallJob`` to transcribe, a ``Transcript``
 for a chat (its messages already are the turns), or a ``Failure`` naming the file and the problem.
 Nothing here raises for bad input: one broken file never stops the night.
+
+Only files inside the day's folder are read: a symlink that leads outside it is refused (E032). Text the
+databases cannot hold — control characters (NUL and the like; tab and newline stay) and lone surrogates
+from ``\\ud800``-style JSON escapes or undecodable file names — is removed or replaced here, once, for every
+string of a chat or sidecar, so SQLite and PostgreSQL store the same thing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.schema import ConversationMeta, Failure, Transcript, Turn
 
 log = logging.getLogger("zhijian")
@@ -39,22 +47,78 @@ class CallJob:
 
 Item = CallJob | Transcript | Failure
 
+# C0 controls but tab and newline, DEL, C1 controls; and lone surrogates (never valid UTF-8)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as every database can store it: CR LF and CR become LF, other control characters are
+    removed, a lone surrogate becomes U+FFFD."""
+    if text.isprintable():
+        return text  # the common case, fast
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
+
+
+def _clean(value: Any) -> Any:
+    """Every string of a parsed JSON document (keys too) through ``clean_text``."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(k): _clean(v) for k, v in value.items()}
+    return value
+
+
+def check_date(date: str) -> str:
+    """``date`` if it is a real day written YYYY-MM-DD (the inbox folder's name), else ConfigError E042."""
+    try:
+        if len(date) == 10 and dt.date.fromisoformat(date).isoformat() == date:
+            return date
+    except ValueError:
+        pass
+    raise ConfigError("E042", date=date)
+
 
 def failure(conv_id: str, path: Path, err: InputError, stage: str = "ingest",
-            meta: ConversationMeta | None = None) -> Failure:
-    """A failed conversation; ``meta`` (when the inbox told who and what it was) puts it on that agent's record."""
-    who = ({"channel": meta.channel, "agent_id": meta.agent_id, "agent_name": meta.agent_name, "team": meta.team,
-            "site": meta.site, "started_at": meta.started_at} if meta is not None else {})
-    return Failure(conversation_id=conv_id, source=str(path), stage=stage, code=err.code, message=str(err), **who)
+            meta: ConversationMeta | None = None, who: Mapping[str, Any] | None = None) -> Failure:
+    """A failed conversation; ``meta`` (when the inbox told who and what it was) or ``who`` (what could be read
+    of a broken sidecar or chat) puts it on that agent's record."""
+    known = ({"channel": meta.channel, "agent_id": meta.agent_id, "agent_name": meta.agent_name, "team": meta.team,
+              "site": meta.site, "started_at": meta.started_at} if meta is not None else dict(who or {}))
+    return Failure(conversation_id=clean_text(conv_id), source=clean_text(str(path)), stage=stage, code=err.code,
+                   message=clean_text(str(err)), **known)
+
+
+def _who(path: Path, channel: str) -> dict[str, Any]:
+    """Who a broken sidecar or chat names, as far as it can be read (nothing if it cannot be)."""
+    try:
+        data = _read_json(path, "E011")
+    except InputError:
+        return {}
+    out: dict[str, Any] = {"channel": channel}
+    for key in ("agent_id", "agent_name", "team", "site"):
+        if isinstance(data.get(key), str) and data[key].strip():
+            out[key] = data[key].strip() if key == "agent_id" else data[key]
+    if isinstance(data.get("started_at"), str):
+        with contextlib.suppress(ValueError):
+            out["started_at"] = dt.datetime.fromisoformat(data["started_at"])
+    return out
 
 
 def _read_json(path: Path, code: str) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _clean(json.loads(path.read_text(encoding="utf-8")))
     except UnicodeDecodeError as e:
         raise InputError(code, path, detail=f"not UTF-8 text ({e.reason})") from None
     except json.JSONDecodeError as e:
         raise InputError(code, path, detail=f"{e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise InputError(code, path, detail="nested too deeply") from None
+    except OSError as e:
+        raise InputError(code, path, detail=f"cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise InputError(code, path, detail="the top level must be a JSON object")
     return data
@@ -62,7 +126,7 @@ def _read_json(path: Path, code: str) -> dict[str, Any]:
 
 def _meta(data: dict[str, Any], path: Path, channel: str, code: str, **extra: Any) -> ConversationMeta:
     fields = {k: data.get(k) for k in ConversationMeta.model_fields if k in data and k not in ("source", "audio_path")}
-    fields.update(channel=channel, source=str(path), **extra)
+    fields.update(channel=channel, source=clean_text(str(path)), **extra)
     for required in ("id", "agent_id"):
         if not isinstance(data.get(required), str) or not data[required].strip():
             raise InputError(code, path, field=required, detail="required, a non-empty string")
@@ -105,14 +169,32 @@ def read_chat(path: Path) -> Transcript:
             turns.append(Turn(index=i, role=m["role"], text=m["text"], at=m.get("at")))
         except ValidationError as e:
             raise InputError("E021", path, field=f"messages[{i}].at", detail=e.errors()[0]["msg"]) from None
-    return Transcript(meta=meta, turns=turns)
+    from pipeline import privacy
+
+    # masked as it is read: nothing downstream (text stage, judges, store, export, logs) sees a raw number
+    transcript = Transcript(meta=meta, turns=turns)
+    return privacy.mask_transcript(transcript) if privacy.enabled() else transcript
+
+
+def _outside(path: Path, root: Path) -> Path | None:
+    """Where ``path`` really leads, if that is outside ``root`` (already resolved); None if inside."""
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return path
+    return None if target.is_relative_to(root) else target
 
 
 def discover(inbox: Path, date: str) -> Iterator[Item]:
-    """Every conversation of ``inbox/<date>/``, in a stable order; failures are items too."""
+    """Every conversation of ``inbox/<date>/``, in a stable order; failures are items too.
+
+    Raises ConfigError E042 for a date that is not a real YYYY-MM-DD day and InputError E040 when the
+    day's folder does not exist: both before any file is read."""
+    check_date(date)
     day = inbox / date
     if not day.is_dir():
         raise InputError("E040", day)
+    root = day.resolve()
     seen: dict[str, str] = {}
 
     def unique(item: Item, path: Path) -> Item:
@@ -123,6 +205,9 @@ def discover(inbox: Path, date: str) -> Iterator[Item]:
             return failure(f"{conv_id}~{path.name}", path, err)
         seen[conv_id] = str(path)
         return item
+
+    def refused(conv_id: str, path: Path, target: Path) -> Failure:
+        return failure(conv_id, path, InputError("E032", path, target=clean_text(str(target)), day=root))
 
     calls = day / "calls"
     audio_files: dict[str, list[Path]] = {}
@@ -135,13 +220,22 @@ def discover(inbox: Path, date: str) -> Iterator[Item]:
                 audio_files.setdefault(p.stem, []).append(p)
     claimed: set[str] = set()
     for sidecar in sidecars:
+        if (target := _outside(sidecar, root)) is not None:
+            claimed.add(sidecar.stem)
+            yield unique(refused(sidecar.stem, sidecar, target), sidecar)
+            continue
         try:
             job = read_call(sidecar, audio_files)
-            claimed.add(Path(job.meta.audio_path or "").stem)
-            yield unique(job, sidecar)
         except InputError as e:
             claimed.add(sidecar.stem)
-            yield unique(failure(sidecar.stem, sidecar, e), sidecar)
+            yield unique(failure(sidecar.stem, sidecar, e, who=_who(sidecar, "call")), sidecar)
+            continue
+        claimed.add(Path(job.meta.audio_path or "").stem)
+        if (target := _outside(job.audio_path, root)) is not None:
+            yield unique(failure(job.meta.id, job.audio_path, InputError(
+                "E032", job.audio_path, target=clean_text(str(target)), day=root), meta=job.meta), sidecar)
+            continue
+        yield unique(job, sidecar)
     for stem, paths in sorted(audio_files.items()):
         if stem not in claimed:
             for p in paths:
@@ -150,7 +244,10 @@ def discover(inbox: Path, date: str) -> Iterator[Item]:
     chats = day / "chats"
     if chats.is_dir():
         for p in sorted(chats.glob("*.json")):
+            if (target := _outside(p, root)) is not None:
+                yield unique(refused(p.stem, p, target), p)
+                continue
             try:
                 yield unique(read_chat(p), p)
             except InputError as e:
-                yield unique(failure(p.stem, p, e), p)
+                yield unique(failure(p.stem, p, e, who=_who(p, "chat")), p)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 Role = Literal["agent", "customer"]
 Channel = Literal["call", "chat"]
@@ -147,6 +147,15 @@ class ResultTurn(Record):
     start: float | None = None
     end: float | None = None
     text: str
+    at: datetime | None = Field(None, description="a chat message's time (absent for calls)")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_time(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a call's turns have no message time: the record stays as it was rather than carrying "at": null
+        data: dict[str, Any] = handler(self)
+        if data.get("at") is None:
+            data.pop("at", None)
+        return data
 
 
 class ResultEvidence(Record):

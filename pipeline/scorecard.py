@@ -171,7 +171,7 @@ def assemble(date: str, transcript: Transcript, verdict: Verdict, result_score: 
         score=result_score.score,
         critical=result_score.critical,
         flags=result_score.flags,
-        turns=[ResultTurn(turn=t.index, role=t.role, start=t.start, end=t.end, text=t.text)
+        turns=[ResultTurn(turn=t.index, role=t.role, start=t.start, end=t.end, text=t.text, at=t.at)
                for t in transcript.turns],
         evidence=evidence,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from zhijian_testing import AUDIO, GOOD_CHAT_ID, Night, refs, sidecar
+from zhijian_testing import AUDIO, BAD_CHAT_ID, GOOD_CHAT_ID, NOT_AUDIO_ID, SILENT_ID, Night, refs, sidecar
 
 from pipeline.cli import app
 
@@ -33,7 +33,78 @@ def test_export(night: Night) -> None:
 
 def test_export_of_an_empty_day(night: Night) -> None:
     result = runner.invoke(app, ["export", "--date", "2025-12-31", "--db", night.db_url])
-    assert result.exit_code == 0 and result.stdout == ""
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "no results stored for 2025-12-31" in result.output
+
+
+@pytest.mark.parametrize("command", ["export", "agents", "failures"])
+def test_nothing_stored_says_so(command: str, tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    result = runner.invoke(app, [command, "--date", "2026-01-01", "--db", f"sqlite:///{missing}"])
+    assert result.exit_code == 1 and "nothing stored" in result.output
+    assert not missing.exists()  # a reader never creates a database
+
+
+def test_agents_of_an_empty_day(night: Night) -> None:
+    result = runner.invoke(app, ["agents", "--date", "2025-12-31", "--db", night.db_url])
+    assert result.exit_code == 1 and "no results stored" in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "export", "agents", "failures"])
+@pytest.mark.parametrize("date", ["2026-12-1", "2026-02-30", "20261201", "yesterday"])
+def test_bad_date_is_one_line(command: str, date: str, tmp_path: Path) -> None:
+    (tmp_path / date).mkdir()
+    extra = ["--inbox", str(tmp_path)] if command == "run" else []
+    result = runner.invoke(app, [command, *extra, "--date", date, "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"[E042] date {date!r} is not a real date written YYYY-MM-DD"]
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mysql+nodriver://u@h/db", "postgresql+psycopg://nobody@127.0.0.1:1/x"])
+@pytest.mark.parametrize("command", ["run", "export"])
+def test_bad_db_is_one_line(command: str, url: str, tmp_path: Path) -> None:
+    (tmp_path / "2026-01-01").mkdir()
+    extra = ["--inbox", str(tmp_path)] if command == "run" else []
+    result = runner.invoke(app, [command, *extra, "--date", "2026-01-01", "--db", url])
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("[E043] ") and url in line
+
+
+def test_run_without_the_day_folder(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--inbox", str(tmp_path), "--date", "2026-01-01",
+                                 "--db", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 2 and "[E040]" in result.output and not (tmp_path / "x.db").exists()
+
+
+def test_failures(night: Night) -> None:
+    result = runner.invoke(app, ["failures", "--date", night.date, "--db", night.db_url])
+    assert result.exit_code == 0, result.output
+    for code in ("E006", "E002", "E020"):
+        assert code in result.stdout
+    assert "A103" in result.stdout  # a failed call stays on its agent's record
+    as_json = runner.invoke(app, ["failures", "--date", night.date, "--db", night.db_url, "--json"])
+    got = {r["conversation_id"]: r["code"] for r in lines(as_json.stdout)}
+    assert got == {SILENT_ID: "E006", NOT_AUDIO_ID: "E002", BAD_CHAT_ID: "E020"}
+    assert all(str(night.inbox) in r["source"] for r in lines(as_json.stdout))
+
+
+def test_db_upgrade_and_info(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'new.db'}"
+    result = runner.invoke(app, ["db", "upgrade", "--db", db])
+    assert result.exit_code == 0, result.output
+    from pipeline.store.repository import head_revision
+
+    assert f"revision {head_revision()}" in result.stdout
+    again = runner.invoke(app, ["db", "upgrade", "--db", db])
+    assert again.exit_code == 0
+    info = runner.invoke(app, ["db", "info", "--data-dir"])
+    from pipeline.config import get_settings
+
+    assert info.stdout.strip() == str(get_settings().data_dir)
+    # a database upgraded: readers open it; an empty day says so
+    assert runner.invoke(app, ["failures", "--date", "2026-01-01", "--db", db]).exit_code == 1
 
 
 def test_agents(night: Night) -> None:
@@ -72,6 +143,30 @@ def test_transcribe_bad_file(tmp_path: Path) -> None:
     assert str(bad) in record["message"] and "turns" not in record
 
 
+def test_transcribe_reads_the_sidecar(tmp_path: Path) -> None:
+    """With no --layout, the sidecar beside the file gives the layout (stereo, agent on the right) and site."""
+    audio = tmp_path / "call.flac"
+    shutil.copyfile(AUDIO / "stereo_right_short.flac", audio)
+    (tmp_path / "call.json").write_text(json.dumps(sidecar("stereo_right_short"), ensure_ascii=False),
+                                        encoding="utf-8")
+    result = runner.invoke(app, ["transcribe", str(audio)])
+    assert result.exit_code == 0, result.output
+    [record] = lines(result.stdout)
+    assert {t["role"] for t in record["turns"]} == {"agent", "customer"}
+    ref = refs()[sidecar("stereo_right_short")["id"]]
+    assert record["turns"][0]["role"] == ref[0]["role"]
+
+
+def test_transcribe_with_a_broken_sidecar(tmp_path: Path) -> None:
+    audio = tmp_path / "call.wav"
+    shutil.copyfile(AUDIO / "mono_short.wav", audio)
+    (tmp_path / "call.json").write_text("{broken", encoding="utf-8")
+    result = runner.invoke(app, ["transcribe", str(audio)])
+    assert result.exit_code == 1
+    [record] = lines(result.stdout)
+    assert record["error"] == "E011"
+
+
 def test_transcribe_unknown_layout(tmp_path: Path) -> None:
     result = runner.invoke(app, ["transcribe", str(AUDIO / "mono_short.wav"), "--layout", "quad"])
     assert result.exit_code == 2
@@ -79,7 +174,8 @@ def test_transcribe_unknown_layout(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["transcribe", "--help"], ["train", "--help"],
-                                  ["correct", "--help"], ["eval", "--help"]])
+                                  ["correct", "--help"], ["eval", "--help"], ["run", "--help"],
+                                  ["failures", "--help"], ["db", "--help"], ["db", "upgrade", "--help"]])
 def test_help(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and "Usage" in result.output
@@ -112,7 +208,7 @@ def test_correct_records_machine_and_human_values(night: Night, tmp_path: Path) 
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["W-nope", "complaint_type", "noise"], "no conversation"),
+    (["W-nope", "complaint_type", "noise"], "no analysed conversation"),
     ([GOOD_CHAT_ID, "complaint_type", "weather"], "E072"),
     ([GOOD_CHAT_ID, "script.smile", "true"], "E072"),
 ])

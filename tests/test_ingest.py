@@ -279,3 +279,100 @@ def test_chat_and_call_sharing_an_id(tmp_path: Path) -> None:
     [f] = [i for i in items if isinstance(i, Failure)]
     assert (f.conversation_id, f.code, f.source) == (f"{conv_id}~W-clash.json", "E030", str(chat))
     assert [i.meta.id for i in items if isinstance(i, CallJob)] == [conv_id]
+
+
+# -- the day's folder is the boundary; text the databases cannot hold --------------------------------
+
+
+def test_symlink_leading_outside_the_day_is_refused(tmp_path: Path) -> None:
+    """A chat (or a sidecar, or a recording) that is a symlink to a file outside the day's folder is an E032
+    failure naming where it leads; a symlink that stays inside the folder is read."""
+    day = tmp_path / "inbox" / DAY
+    outside = write_chat(tmp_path / "elsewhere" / "W-out.json", "W-out")
+    (day / "chats").mkdir(parents=True)
+    (day / "chats" / "W-out.json").symlink_to(outside)
+    write_chat(day / "chats" / "real" / "W-in.json", "W-in")
+    (day / "chats" / "W-in.json").symlink_to(day / "chats" / "real" / "W-in.json")
+    copy_call("stereo_short", day / "calls")
+    sidecar_link = day / "calls" / "C-link.json"
+    sidecar_link.symlink_to(tmp_path / "elsewhere" / "W-out.json")
+    (tmp_path / "elsewhere" / "rec.flac").write_bytes((AUDIO / "mono_short.wav").read_bytes())
+    write_json(day / "calls" / "C-audio.json", sidecar("mono_short", id="C-audio"))
+    (day / "calls" / "C-audio.wav").symlink_to(tmp_path / "elsewhere" / "rec.flac")
+
+    items = list(discover(tmp_path / "inbox", DAY))
+
+    refused = {i.conversation_id: i for i in items if isinstance(i, Failure)}
+    assert set(refused) == {"W-out", "C-link", "C-audio"}
+    for f in refused.values():
+        assert f.code == "E032" and str(tmp_path / "elsewhere") in f.message
+    assert refused["C-audio"].agent_id == sidecar("mono_short")["agent_id"]  # the sidecar was inside: who it was
+    assert sorted(i.meta.id for i in items if isinstance(i, Transcript)) == ["W-in"]
+    assert [i.meta.id for i in items if isinstance(i, CallJob)] == [sidecar("stereo_short")["id"]]
+
+
+def test_control_characters_are_removed_at_ingest(tmp_path: Path) -> None:
+    day = tmp_path / DAY
+    messages = [{"role": "customer", "text": "楼上\x00太吵\x07了\r\n请处理\t谢谢\ud800"},
+                {"role": "agent", "text": "您好\x1b[31m，马上处理\x9f"}]
+    path = day / "chats" / "W-ctl.json"
+    path.parent.mkdir(parents=True)
+    # ensure_ascii: the lone surrogate travels as a JSON escape, as a broken exporter would write it
+    path.write_text(json.dumps({"id": "W-ctl", "agent_id": "A1\x00", "agent_name": "李\x01静", "messages": messages}),
+                    encoding="utf-8")
+    write_json(day / "calls" / "C-ctl.json",
+               sidecar("stereo_short", id="C-ctl", site="阳光\x00花园", team="客服\x02组"))
+    shutil.copyfile(AUDIO / "stereo_short.flac", day / "calls" / "C-ctl.flac")
+
+    items = {i.meta.id: i for i in discover(tmp_path, DAY) if not isinstance(i, Failure)}
+
+    chat = items["W-ctl"]
+    assert isinstance(chat, Transcript)
+    assert chat.meta.agent_id == "A1" and chat.meta.agent_name == "李静"
+    assert chat.turns[0].text.startswith("楼上太吵了\n请处理\t谢谢")
+    assert "\x00" not in chat.turns[0].text and "\ud800" not in chat.turns[0].text
+    assert chat.turns[1].text.startswith("您好[31m，马上处理")
+    call = items["C-ctl"]
+    assert call.meta.site == "阳光花园" and call.meta.team == "客服组"
+
+
+def test_failure_keeps_the_agent_the_sidecar_names(tmp_path: Path) -> None:
+    day = tmp_path / DAY
+    bad_layout(day)
+    chat_unknown_role(day)
+    got = {f.conversation_id: f for f in discover(tmp_path, DAY) if isinstance(f, Failure)}
+    assert (got["C-layout"].agent_id, got["C-layout"].channel, got["C-layout"].site) == ("A101", "call", "阳光花园")
+    assert got["C-layout"].started_at is not None
+    assert (got["W-role"].agent_id, got["W-role"].channel) == ("A101", "chat")
+
+
+@pytest.mark.parametrize("date", ["2026-12-1", "2026-13-01", "2026-02-30", "2026/12/01", " 2026-12-01", ""])
+def test_bad_date_is_refused_before_reading(tmp_path: Path, date: str) -> None:
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        list(discover(tmp_path, date))
+    assert e.value.code == "E042"
+
+
+def test_time_budget_stops_a_recording(tmp_path: Path, settings: Settings) -> None:
+    """A recording that takes longer than its budget is stopped and recorded as failed (E009)."""
+    day = tmp_path / DAY
+    copy_call("mono_short", day / "calls")
+    [job] = list(discover(tmp_path, DAY))
+    assert isinstance(job, CallJob)
+    tight = settings.model_copy(update={"night": settings.night.model_copy(update={"time_budget_seconds": 1e-6})})
+    result = transcribe.fn(job, tight)
+    assert isinstance(result, Failure) and result.code == "E009" and result.stage == "transcribe"
+    assert result.agent_id == sidecar("mono_short")["agent_id"]
+
+
+def test_recording_over_the_length_limit(tmp_path: Path, settings: Settings) -> None:
+    """Decoding stops at the length limit (bounded memory): E015, without decoding the rest."""
+    day = tmp_path / DAY
+    copy_call("mono_short", day / "calls")
+    [job] = list(discover(tmp_path, DAY))
+    assert isinstance(job, CallJob)
+    short = settings.model_copy(update={"night": settings.night.model_copy(update={"max_audio_seconds": 1.0})})
+    result = transcribe.fn(job, short)
+    assert isinstance(result, Failure) and result.code == "E015"

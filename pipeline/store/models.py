@@ -14,12 +14,15 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     TypeDecorator,
-    UniqueConstraint,
+    func,
+    literal_column,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -78,7 +81,14 @@ class ConversationRow(Base):
     """One conversation of one inbox day: analysed (``ok``) or not (``failed``)."""
 
     __tablename__ = "conversations"
-    __table_args__ = (CheckConstraint("status IN ('ok', 'failed')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'failed')", name="status"),
+        Index("ix_conversations_agent_id_date", "agent_id", "date"),
+        Index("ix_conversations_team_date", "team", "date"),
+        Index("ix_conversations_site_date", "site", "date"),
+        Index("ix_conversations_queue", "queue_tier", "score", "id"),
+        Index("ix_conversations_review_status", "review_status"),
+    )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
     date: Mapped[dt.date] = mapped_column(index=True)
@@ -102,8 +112,36 @@ class ConversationRow(Base):
     customer_emotion: Mapped[str | None] = mapped_column(String)
     escalation_risk: Mapped[bool | None]
     dead_air: Mapped[bool | None]
-    result: Mapped[dict[str, Any] | None]  # the export record, exactly as Result.model_dump(mode="json")
+    result: Mapped[dict[str, Any] | None]  # the export record IN FORCE (human decisions applied)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # -- 0002: values in force as columns (reports and the queue aggregate them in SQL), review state,
+    # where the row came from (resume: same content by the same pipeline is not redone)
+    machine_result: Mapped[dict[str, Any] | None]  # the export record exactly as the machine made it
+    customer_dissatisfaction: Mapped[float | None] = mapped_column(Float)
+    courtesy_violations: Mapped[int | None] = mapped_column(Integer)  # courtesy-violation turns in force
+    script_greeting: Mapped[bool | None]
+    script_identity_check: Mapped[bool | None]
+    script_restate: Mapped[bool | None]
+    script_commitment: Mapped[bool | None]
+    script_ownership: Mapped[bool | None]
+    script_closing: Mapped[bool | None]
+    script_farewell: Mapped[bool | None]
+    flag_text: Mapped[str | None] = mapped_column(String)  # " critical low_score ": LIKE '% flag %' filters
+    queue_reason: Mapped[str | None] = mapped_column(String)  # flagged | sample | None (not queued)
+    queue_tier: Mapped[int | None] = mapped_column(Integer)  # 0 critical … 5 sample (decisions.queue_tier)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    review_status: Mapped[str] = mapped_column(String, default="open")  # open | in_review | reviewed
+    assigned_to: Mapped[str | None] = mapped_column(String)
+    assigned_at: Mapped[dt.datetime | None]
+    reviewed_by: Mapped[str | None] = mapped_column(String)
+    reviewed_at: Mapped[dt.datetime | None]
+    customer_ref: Mapped[str | None] = mapped_column(String)
+    room: Mapped[str | None] = mapped_column(String)
+    first_response_seconds: Mapped[float | None] = mapped_column(Float)  # chats: first customer → agent reply
+    content_hash: Mapped[str | None] = mapped_column(String)
+    pipeline_version: Mapped[str | None] = mapped_column(String)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime | None]
 
 
 class TurnRow(Base):
@@ -118,6 +156,7 @@ class TurnRow(Base):
     end: Mapped[float | None] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
+    words: Mapped[str] = mapped_column(Text, default="")  # segmented words, space-joined (search indexes it)
 
 
 class FindingRow(Base):
@@ -134,22 +173,6 @@ class FindingRow(Base):
     evidence: Mapped[Any]  # [{turn, text, start, end}, ...]
 
 
-class AgentDailyRow(Base):
-    """One number about one agent on one day (long format: adding a skill needs no migration)."""
-
-    __tablename__ = "agent_daily"
-    __table_args__ = (UniqueConstraint("date", "agent_id", "skill"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    date: Mapped[dt.date]
-    agent_id: Mapped[str] = mapped_column(String, index=True)
-    agent_name: Mapped[str] = mapped_column(String, default="")
-    team: Mapped[str] = mapped_column(String, default="")
-    skill: Mapped[str] = mapped_column(String)
-    value: Mapped[float] = mapped_column(Float)
-    n: Mapped[int] = mapped_column(Integer)  # conversations the value is computed over
-
-
 class CorrectionRow(Base):
     """A reviewer's verdict on one item. No foreign key on purpose: re-running a day replaces the
     conversation, but human feedback must survive it."""
@@ -164,3 +187,142 @@ class CorrectionRow(Base):
     reviewer: Mapped[str] = mapped_column(String)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String, default="correction")  # correction (CLI) | review | ruling
+    appeal_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class AuditRow(Base):
+    """Every change to a conversation, oldest first. Append-only: nothing updates or deletes a row."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(String, index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    by: Mapped[str] = mapped_column(String)
+    action: Mapped[str] = mapped_column(String)  # review | ruling | correction | rerun | appeal | assign
+    item: Mapped[str | None] = mapped_column(String)
+    from_value: Mapped[Any | None]
+    to_value: Mapped[Any | None]
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class RunRow(Base):
+    """One nightly run of one inbox day."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    date: Mapped[dt.date] = mapped_column(index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String, default="running")  # running | finished | interrupted | failed
+    pipeline_version: Mapped[str] = mapped_column(String, default="")
+    counts: Mapped[Any | None]
+    host: Mapped[str] = mapped_column(String, default="")
+
+
+# -- 0003: the review workbench (pipeline/web) ------------------------------------------------------
+
+ROLES = ("admin", "supervisor", "reviewer", "trainer", "agent")
+# SQLite's full-text index of turns.words (an FTS5 table kept in step by triggers, migration 0003): SQLite
+# lists it and its shadow tables as tables, but they are no model's. Compare the schema with
+# ``compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)``.
+SEARCH_FTS_TABLE = "turns_fts"
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic ``include_name`` hook: leave SQLite's full-text tables out of schema comparisons."""
+    return not (type_ == "table" and name is not None and name.startswith(SEARCH_FTS_TABLE))
+
+
+class UserRow(Base):
+    """A workbench account. The password is kept only as an argon2 hash."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'supervisor', 'reviewer', 'trainer', 'agent')",
+                                      name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    login: Mapped[str] = mapped_column(String, unique=True)
+    password_hash: Mapped[str] = mapped_column(String)
+    role: Mapped[str] = mapped_column(String)
+    agent_id: Mapped[str | None] = mapped_column(String)  # an agent's own conversations (role agent)
+    teams: Mapped[Any] = mapped_column(default=list)  # JSON list of team names; [] = every team
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SessionRow(Base):
+    """A signed-in browser or script. ``id`` is a keyed hash of the cookie's token, never the token itself,
+    so a copy of the database lets no one in."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LoginFailureRow(Base):
+    """One wrong password (or unknown login): counted per login over the rate-limit window."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_login_at", "login", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    login: Mapped[str] = mapped_column(String)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AppealRow(Base):
+    """An agent's appeal (申诉) against one item of one of their conversations, and its ruling.
+    No foreign key, like corrections: a re-run replaces the conversation row, the appeal stays."""
+
+    __tablename__ = "appeals"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'upheld', 'overturned')", name="status"),
+        # one open appeal per item: the database refuses a second even when two requests race
+        Index("uq_appeals_open_item", "conversation_id", "item", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(String, index=True)
+    item: Mapped[str] = mapped_column(String)
+    reason: Mapped[str] = mapped_column(Text)
+    filed_by: Mapped[str] = mapped_column(String)  # login
+    agent_id: Mapped[str] = mapped_column(String, index=True)
+    value: Mapped[Any | None]  # the value in force when the appeal was filed
+    status: Mapped[str] = mapped_column(String, default="open")
+    filed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ruled_by: Mapped[str | None] = mapped_column(String)
+    ruled_at: Mapped[dt.datetime | None]
+    ruling_reason: Mapped[str | None] = mapped_column(Text)
+    ruling_value: Mapped[Any | None]  # the value set by an overturning ruling
+
+
+# Take-next reads only what is still to be taken: a partial index keeps that walk short however many
+# conversations have been reviewed already.
+Index("ix_conversations_open_queue", ConversationRow.queue_tier, ConversationRow.score, ConversationRow.id,
+      sqlite_where=text("queue_tier IS NOT NULL AND review_status = 'open' AND assigned_to IS NULL"),
+      postgresql_where=text("queue_tier IS NOT NULL AND review_status = 'open' AND assigned_to IS NULL"))
+# Search, newest first: the keyset (date, id) walks this index backwards.
+Index("ix_conversations_date_id", ConversationRow.date, ConversationRow.id)
+# PostgreSQL's full-text index over the segmented words (the 'simple' configuration: the words are jieba's
+# already, nothing to stem). SQLite gets an FTS5 table instead (migration 0003).
+# (An index on an expression alone does not find its table by itself: it is appended to it.)
+TurnRow.__table__.append_constraint(  # type: ignore[attr-defined]
+    Index("ix_turns_words_tsv", func.to_tsvector(literal_column("'simple'"), TurnRow.__table__.c.words),
+          postgresql_using="gin").ddl_if(dialect="postgresql"))
+
+# The queue filtered by a flag that does not lead its order (migration 0004): each of these flags has a
+# partial index in queue order over only the conversations that carry it, its predicate the queue filter's
+# own condition (``LIKE '% flag %'`` with underscores escaped), so the planner proves the filter implies it.
+QUEUE_FLAG_INDEXES = ("dead_air", "escalation_risk", "angry_customer")
+for _flag in QUEUE_FLAG_INDEXES:
+    _where = "flag_text LIKE '% " + _flag.replace("_", "\\_") + " %' ESCAPE '\\'"
+    Index(f"ix_conversations_queue_{_flag}", ConversationRow.queue_tier, ConversationRow.score, ConversationRow.id,
+          sqlite_where=text(_where), postgresql_where=text(_where))

@@ -12,17 +12,20 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, make_url, select
+from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, make_url, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline import decisions
 from pipeline.config import Settings, get_settings
 from pipeline.decisions import COURTESY, REVIEW_ITEMS, Decided
+from pipeline.errors import ConfigError
 from pipeline.schema import (
     SCRIPT_ITEMS,
     Analysis,
@@ -35,7 +38,7 @@ from pipeline.schema import (
     Turn,
 )
 from pipeline.scorecard import Scorecard, Verdict, assemble, score
-from pipeline.store.models import AuditRow, ConversationRow, CorrectionRow, FindingRow, TurnRow, utcnow
+from pipeline.store.models import AuditRow, ConversationRow, CorrectionRow, FindingRow, RunRow, TurnRow, utcnow
 
 HERE = Path(__file__).resolve().parent
 UNKNOWN = "unknown"
@@ -76,20 +79,51 @@ class Correction(BaseModel):
     created_at: dt.datetime
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the database to the newest schema (``alembic upgrade head``) over one of the engine's
-    connections, so settings made on connect (PostgreSQL search_path) apply to the migration too."""
+# PostgreSQL advisory lock key held while migrating: two processes opening one database at once (a night
+# starting while the workbench starts) migrate one after the other; the second then finds it at head.
+_MIGRATE_LOCK = 0x7A68696A  # "zhij"
+
+
+def _alembic_config() -> Config:
     config = Config(str(HERE / "alembic.ini"))
     config.set_main_option("script_location", str(HERE / "migrations"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this zhijian knows."""
+    return str(ScriptDirectory.from_config(_alembic_config()).get_current_head())
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's migration revision; None for a database zhijian never wrote to."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (``alembic upgrade head``) over one of the engine's
+    connections, so settings made on connect (PostgreSQL search_path) apply to the migration too. On
+    PostgreSQL the migration holds an advisory lock: concurrent openers never race on the DDL."""
+    if schema_revision(engine) == head_revision():
+        return  # nothing to do: no lock taken, no DDL
+    config = _alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+_upgrade = migrate  # ``Store(migrate=...)`` shadows the name
 
 
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url)
+        # a server that does not answer fails the connection in 10 s (then the caller's retries decide)
+        args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(url, connect_args=args)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
@@ -144,7 +178,7 @@ def _first_response(turns: Sequence[Turn]) -> float | None:
     return (reply - first).total_seconds() if reply is not None else None
 
 
-def _turn_rows(conv_id: str, turns: Sequence[Turn]) -> list[Row]:
+def turn_rows(conv_id: str, turns: Sequence[Turn]) -> list[Row]:
     return [
         {"conversation_id": conv_id, "turn": t.index, "role": t.role, "start": t.start, "end": t.end,
          "text": t.text, "confidence": t.confidence, "words": " ".join(w for w in t.tokens if w.strip())}
@@ -152,7 +186,7 @@ def _turn_rows(conv_id: str, turns: Sequence[Turn]) -> list[Row]:
     ]
 
 
-def _finding_rows(conv_id: str, findings: Sequence[Finding]) -> list[Row]:
+def finding_rows(conv_id: str, findings: Sequence[Finding]) -> list[Row]:
     return [
         {"conversation_id": conv_id, "item": f.item, "value": f.value, "confidence": f.confidence,
          "source": f.source, "evidence": [e.model_dump(mode="json") for e in f.evidence]}
@@ -163,6 +197,30 @@ def _finding_rows(conv_id: str, findings: Sequence[Finding]) -> list[Row]:
 def _dissatisfaction(findings: Sequence[Finding]) -> float | None:
     f = next((f for f in findings if f.item == "customer_dissatisfaction"), None)
     return float(f.value) if f is not None and isinstance(f.value, int | float) else None
+
+
+def conversation_values(analysis: Analysis, in_force: Result, sample_rate: float, *,
+                        content_hash: str | None = None, pipeline_version: str | None = None,
+                        run_id: int | None = None) -> Row:
+    """The conversations row of an analysed conversation (all but id, version and review state), with the
+    export record in force ``in_force`` (the machine's own when no person decided anything). One place for
+    the night, the workbench and bulk loads (bench/fill_store.py)."""
+    tr, machine = analysis.transcript, analysis.result
+    dissatisfaction = in_force.customer_dissatisfaction
+    if dissatisfaction is None:
+        dissatisfaction = _dissatisfaction(analysis.findings)
+    return {
+        "date": _day(analysis.date), "channel": machine.channel, "agent_id": machine.agent_id,
+        "agent_name": tr.meta.agent_name, "team": tr.meta.team, "site": tr.meta.site,
+        "started_at": tr.meta.started_at, "source": tr.meta.source, "status": "ok",
+        "error_code": None, "error_message": None, "failed_stage": None, "asr_model": tr.asr_model,
+        "result": in_force.model_dump(mode="json"), "machine_result": machine.model_dump(mode="json"),
+        "customer_ref": tr.meta.customer_ref, "room": tr.meta.room,
+        "first_response_seconds": _first_response(tr.turns) if machine.channel == "chat" else None,
+        "content_hash": content_hash, "pipeline_version": pipeline_version, "run_id": run_id,
+        "updated_at": utcnow(),
+        **decisions.in_force_columns(in_force, dissatisfaction, machine.id, sample_rate),
+    }
 
 
 def _decided(s: Session, conv_id: str) -> dict[str, Decided]:
@@ -182,13 +240,31 @@ def _meta(row: ConversationRow) -> ConversationMeta:
                             customer_ref=row.customer_ref, room=row.room, source=row.source)
 
 
-class Store:
-    """Results database. Opening it migrates the schema to the newest version."""
+class StoredVersion(NamedTuple):
+    """What is stored for one conversation id: enough for a re-run to decide whether to skip it."""
 
-    def __init__(self, url: str, settings: Settings | None = None) -> None:
+    date: str
+    content_hash: str | None
+    pipeline_version: str | None
+    status: str
+    error_code: str | None
+
+
+class Store:
+    """Results database. Opening it with ``migrate=True`` (``zhijian run``, ``zhijian db upgrade``) brings the
+    schema to the newest version; readers pass ``migrate=False`` and get ConfigError E044 from a database
+    whose schema is not the one this code knows (a database never written to is fine: it reads as empty)."""
+
+    def __init__(self, url: str, settings: Settings | None = None, migrate: bool = True) -> None:
         self.settings = settings or get_settings()
         self.engine = _engine(url)
-        migrate(self.engine)
+        if migrate:
+            _upgrade(self.engine)
+        else:
+            have, want = schema_revision(self.engine), head_revision()
+            if have is not None and have != want:
+                self.engine.dispose()
+                raise ConfigError("E044", have=have, want=want)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def __enter__(self) -> Self:
@@ -218,22 +294,10 @@ class Store:
             if row is not None and row.date != day:
                 raise OtherDay(machine.id, row.date, day)
             decided = _decided(s, machine.id)
-            in_force, dissatisfaction = machine, _dissatisfaction(analysis.findings)
-            if decided:
-                in_force = self._rescore(analysis.date, tr, analysis.findings, decided)
-            values: Row = {
-                "date": day, "channel": machine.channel, "agent_id": machine.agent_id,
-                "agent_name": tr.meta.agent_name, "team": tr.meta.team, "site": tr.meta.site,
-                "started_at": tr.meta.started_at, "source": tr.meta.source, "status": "ok",
-                "error_code": None, "error_message": None, "failed_stage": None, "asr_model": tr.asr_model,
-                "result": in_force.model_dump(mode="json"), "machine_result": machine.model_dump(mode="json"),
-                "customer_ref": tr.meta.customer_ref, "room": tr.meta.room,
-                "first_response_seconds": _first_response(tr.turns) if machine.channel == "chat" else None,
-                "content_hash": content_hash, "pipeline_version": pipeline_version, "run_id": run_id,
-                "updated_at": utcnow(),
-                **decisions.in_force_columns(in_force, in_force.customer_dissatisfaction or dissatisfaction,
-                                             machine.id, self.settings.review.sample_rate),
-            }
+            in_force = self._rescore(analysis.date, tr, analysis.findings, decided) if decided else machine
+            values = conversation_values(analysis, in_force, self.settings.review.sample_rate,
+                                         content_hash=content_hash, pipeline_version=pipeline_version,
+                                         run_id=run_id)
             if row is None:
                 s.add(ConversationRow(id=machine.id, version=1, review_status="open", **values))
             else:
@@ -245,8 +309,8 @@ class Store:
                 s.add(AuditRow(conversation_id=machine.id, by="pipeline", action="rerun",
                                reason=f"re-run {pipeline_version or ''}".strip()))
             s.flush()
-            for table, rows in ((TurnRow, _turn_rows(machine.id, tr.turns)),
-                                (FindingRow, _finding_rows(machine.id, analysis.findings))):
+            for table, rows in ((TurnRow, turn_rows(machine.id, tr.turns)),
+                                (FindingRow, finding_rows(machine.id, analysis.findings))):
                 if rows:
                     s.execute(insert(table), rows)
 
@@ -298,6 +362,57 @@ class Store:
             for chunk in _chunks(gone):
                 s.execute(delete(ConversationRow).where(ConversationRow.id.in_(chunk)))
 
+    # -- runs and resuming ----------------------------------------------------------------------------
+
+    def start_run(self, date: str, pipeline_version: str, host: str = "") -> int:
+        """A new ``runs`` row for the night of ``date``; earlier runs of that day still marked running (killed:
+        they never finished) are marked interrupted."""
+        day = _day(date)
+        with self._session.begin() as s:
+            s.execute(update(RunRow).where(RunRow.date == day, RunRow.status == "running")
+                      .values(status="interrupted"))
+            row = RunRow(date=day, status="running", pipeline_version=pipeline_version, host=host, counts={})
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+    def finish_run(self, run_id: int, status: str, counts: Mapping[str, Any]) -> None:
+        """Close a run: ``status`` finished | interrupted | failed, with its counts (and failures)."""
+        with self._session.begin() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                raise LookupError(f"no run {run_id}")
+            row.status, row.counts, row.finished_at = status, dict(counts), utcnow()
+
+    def runs(self, date: str) -> list[dict[str, Any]]:
+        """The day's runs, oldest first."""
+        with self._session() as s:
+            rows = s.scalars(select(RunRow).where(RunRow.date == _day(date)).order_by(RunRow.id)).all()
+            return [{"id": r.id, "date": r.date.isoformat(), "started_at": r.started_at, "finished_at": r.finished_at,
+                     "status": r.status, "pipeline_version": r.pipeline_version, "counts": r.counts or {},
+                     "host": r.host} for r in rows]
+
+    def stored_versions(self, ids: Sequence[str]) -> dict[str, StoredVersion]:
+        """For each of ``ids`` that is stored (under any day): its day, content hash, pipeline version, status
+        and error code."""
+        c = ConversationRow
+        out: dict[str, StoredVersion] = {}
+        with self._session() as s:
+            for chunk in _chunks(list(ids)):
+                q = select(c.id, c.date, c.content_hash, c.pipeline_version, c.status, c.error_code).where(
+                    c.id.in_(chunk))
+                for conv_id, day, digest, version, status, code in s.execute(q):
+                    out[conv_id] = StoredVersion(day.isoformat(), digest, version, status, code)
+        return out
+
+    def count(self, date: str | None = None) -> int:
+        """Conversations stored (for ``date``, or all)."""
+        q = select(func.count()).select_from(ConversationRow)
+        if date is not None:
+            q = q.where(ConversationRow.date == _day(date))
+        with self._session() as s:
+            return int(s.scalar(q) or 0)
+
     # -- human decisions ----------------------------------------------------------------------------
 
     def _rescore(self, date: str, transcript: Transcript, machine: Sequence[Finding],
@@ -307,8 +422,10 @@ class Store:
         return assemble(date, transcript, verdict, score(self.card, verdict, transcript))
 
     def _stored(self, s: Session, row: ConversationRow) -> tuple[Transcript, list[Finding]]:
+        # a chat message's time is kept in the machine's record (the turns table has no column for it)
+        times = {t["turn"]: t.get("at") for t in (row.machine_result or {}).get("turns", [])}
         turns = [Turn(index=t.turn, role="agent" if t.role == "agent" else "customer", text=t.text, start=t.start,
-                      end=t.end, confidence=t.confidence, tokens=t.words.split())
+                      end=t.end, confidence=t.confidence, tokens=t.words.split(), at=times.get(t.turn))
                  for t in s.scalars(select(TurnRow).where(TurnRow.conversation_id == row.id).order_by(TurnRow.turn))]
         findings = [Finding(item=f.item, value=f.value, confidence=f.confidence, source=f.source,
                             evidence=[Evidence(**e) for e in f.evidence or []])

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The blind hard set (bench/blind/), measured through the full nightly path, beside dev.
+
+usage: python bench/blind_eval.py [--dev] [--via run|eval] [--out DIR] [--load DIR] [--json]
+
+For each set: ``zhijian run`` over the inbox into a fresh SQLite store (audio recognised, chats read, judges,
+scorecard, store), ``zhijian export`` of the day, then ``../shared/tools/score.py DAY_DIR EXPORT --json``.
+Prints the sets side by side with issue 12's targets and whether each is met. ``--dev`` adds
+``../shared/data/dev`` (2026-11-21; about 10 minutes on 2 cores); the blind set alone takes a few minutes.
+
+``--via eval`` is the fallback for when the nightly flow is broken mid-change: ``zhijian eval --results``
+runs the same recogniser, judges and scorecard outside the flow and store, and score.py reads its records.
+The figures are then labelled as such; the issue's "done when" needs ``--via run``.
+
+``--out DIR`` keeps each set's result records and ``<set>-run.json`` (path, seconds, scores); ``--load DIR``
+takes a set's figures from such a file instead of running it again (e.g. blind earlier, dev now).
+
+The blind set is never trained or tuned on (bench/blind/README.md): this script only measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+BIN = Path(sys.executable).parent
+SCORE = SHARED / "tools" / "score.py"
+
+SETS = {
+    "blind": (ROOT / "bench" / "blind" / "inbox", "2026-11-25"),
+    "dev": (SHARED / "data" / "dev", "2026-11-21"),
+}
+
+# (metric, target, higher is better); None = reported, no target in issue 12
+METRICS: list[tuple[str, float | None, bool]] = [
+    ("coverage", None, True),
+    ("courtesy_precision", None, True),
+    ("courtesy_recall", 0.80, True),
+    ("courtesy_f1", 0.85, True),
+    ("escalation_f1", 0.90, True),
+    ("missed_ownership_f1", 0.80, True),
+    ("missed_greeting_f1", None, True),
+    ("missed_identity_check_f1", None, True),
+    ("missed_restate_f1", None, True),
+    ("missed_commitment_f1", None, True),
+    ("missed_closing_f1", None, True),
+    ("missed_farewell_f1", None, True),
+    ("script_missed_macro_f1", 0.85, True),
+    ("complaint_acc", 0.90, True),
+    ("emotion_macro_f1", 0.80, True),
+    ("dead_air_acc", 0.97, True),
+    ("call_cer", None, False),
+]
+
+
+def run_nightly(inbox: Path, date: str, work: Path) -> tuple[Path, float]:
+    """``zhijian run`` into a fresh store, then ``zhijian export``; returns the export and the run's seconds.
+
+    The data directory is left as configured so the assembled Whisper model is reused; only the store is new.
+    """
+    db = f"sqlite:///{work / 'store.db'}"
+    t0 = time.monotonic()
+    done = subprocess.run([str(BIN / "zhijian"), "run", "--inbox", str(inbox), "--date", date, "--db", db],
+                          capture_output=True, text=True)
+    seconds = time.monotonic() - t0
+    # the run's own summary (agent table, counts) is not the benchmark's output: show it only when it failed
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise SystemExit(f"zhijian run failed ({done.returncode}); try --via eval")
+    failed = [line for line in done.stdout.splitlines() if line.startswith("failed")]
+    for line in failed:
+        print(line, file=sys.stderr)
+    export = work / "export.jsonl"
+    with export.open("w", encoding="utf-8") as f:
+        subprocess.run([str(BIN / "zhijian"), "export", "--date", date, "--db", db], check=True, stdout=f)
+    return export, seconds
+
+
+def run_eval(inbox: Path, date: str, work: Path) -> tuple[Path, float]:
+    """The fallback: ``zhijian eval --results`` (same recogniser, judges and scorecard, no flow, no store)."""
+    results = work / "eval-results.jsonl"
+    labels = inbox / date / "labels.jsonl"
+    t0 = time.monotonic()
+    subprocess.run([str(BIN / "zhijian"), "eval", "--inbox", str(inbox), "--date", date, "--labels", str(labels),
+                    "--results", str(results), "--json"], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return results, time.monotonic() - t0
+
+
+def score(day: Path, results: Path) -> dict[str, float]:
+    out = subprocess.run([sys.executable, str(SCORE), str(day), str(results), "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    parsed: dict[str, float] = json.loads(out)
+    return parsed
+
+
+def met(value: float | None, target: float | None, higher: bool) -> str:
+    if target is None or value is None:
+        return ""
+    ok = value >= target if higher else value <= target
+    return "met" if ok else "NOT met"
+
+
+def table(scores: dict[str, dict[str, float]], seconds: dict[str, float], via: str) -> str:
+    names = list(scores)
+    head = f"{'metric':<26}{'target':>9}" + "".join(f"{name:>10}{'':>9}" for name in names)
+    lines = [f"path: zhijian {via}" + ("" if via == "run" else " (fallback, not the nightly flow)"), head,
+             "-" * len(head)]
+    for metric, target, higher in METRICS:
+        shown = "" if target is None else ("≥ " if higher else "≤ ") + f"{target:.2f}"
+        row = f"{metric:<26}{shown:>9}"
+        for name in names:
+            value = scores[name].get(metric)
+            row += f"{'—' if value is None else f'{value:.3f}':>10}{met(value, target, higher):>9}"
+        lines.append(row)
+    lines.append("-" * len(head))
+    lines.append(f"{'wall seconds':<35}" + "".join(f"{seconds[name]:>10.0f}{'':>9}" for name in names))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dev", action="store_true", help="also run dev (../shared/data/dev, 2026-11-21)")
+    ap.add_argument("--via", choices=["run", "eval"], default="run",
+                    help="run = zhijian run + export (the nightly path); eval = zhijian eval --results (fallback)")
+    ap.add_argument("--out", type=Path, help="keep each set's result records and <set>-run.json in this folder")
+    ap.add_argument("--load", type=Path, help="take a set's figures from <set>-run.json here instead of running it")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args()
+    names = ["blind", "dev"] if args.dev else ["blind"]
+    scores: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    for name in names:
+        inbox, date = SETS[name]
+        day = inbox / date
+        saved = args.load / f"{name}-run.json" if args.load is not None else None
+        if saved is not None and saved.exists():
+            record = json.loads(saved.read_text())
+            if record["via"] != args.via:
+                print(f"{name}: {saved} was measured via {record['via']}, not {args.via}", file=sys.stderr)
+                return 2
+            scores[name], seconds[name] = record["scores"], record["seconds"]
+            print(f"{name}: loaded from {saved}", file=sys.stderr)
+            continue
+        if not (day / "labels.jsonl").exists():
+            print(f"{name}: no {day / 'labels.jsonl'}", file=sys.stderr)
+            return 2
+        with tempfile.TemporaryDirectory(prefix=f"zj-{name}-") as tmp:
+            work = Path(tmp)
+            runner = run_nightly if args.via == "run" else run_eval
+            results, seconds[name] = runner(inbox, date, work)
+            scores[name] = score(day, results)
+            if args.out is not None:
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / f"{name}-results.jsonl").write_bytes(results.read_bytes())
+                record = {"via": args.via, "date": date, "seconds": round(seconds[name], 1), "scores": scores[name]}
+                (args.out / f"{name}-run.json").write_text(json.dumps(record, indent=1) + "\n")
+        print(f"{name}: done in {seconds[name]:.0f} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"via": args.via, "seconds": seconds, "scores": scores}, ensure_ascii=False))
+    else:
+        print(table(scores, seconds, args.via))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,552 @@
+"""Repository queries of the review workbench: users and sessions, the queue and take-next, search, appeals,
+the audit log and machine–reviewer agreement.
+
+Everything a user may see goes through one SQL filter, ``visible(user)``, so no query can forget it. Lists
+are keyset-paginated SQL over indexed columns (queue: ``(queue_tier, score, id)``; search: ``(date, id)``
+and the full-text index of turns), never rows loaded into Python and filtered there.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    bindparam,
+    cast,
+    column,
+    delete,
+    false,
+    func,
+    insert,
+    literal_column,
+    select,
+    table,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from pipeline.decisions import REVIEW_ITEMS
+from pipeline.schema import SCRIPT_ITEMS
+from pipeline.store.models import (
+    ROLES,
+    SEARCH_FTS_TABLE,
+    AppealRow,
+    AuditRow,
+    ConversationRow,
+    CorrectionRow,
+    LoginFailureRow,
+    SessionRow,
+    TurnRow,
+    UserRow,
+    utcnow,
+)
+
+REVIEWERS = ("admin", "supervisor", "reviewer")  # may review and take from the queue
+RULERS = ("admin", "supervisor")  # may rule on appeals and assign
+REVIEW_STATUSES = ("open", "in_review", "reviewed")
+APPEAL_STATUSES = ("open", "upheld", "overturned")
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class User:
+    """The signed-in user, as every query and permission check sees them."""
+
+    id: int
+    login: str
+    role: str
+    agent_id: str | None = None
+    teams: tuple[str, ...] = ()
+
+    @property
+    def may_review(self) -> bool:
+        return self.role in REVIEWERS
+
+    @property
+    def may_rule(self) -> bool:
+        return self.role in RULERS
+
+
+def _user(row: UserRow) -> User:
+    return User(id=row.id, login=row.login, role=row.role, agent_id=row.agent_id, teams=tuple(row.teams or ()))
+
+
+class BadQuery(ValueError):
+    """A filter, cursor or limit the caller got wrong (the API answers 422)."""
+
+
+# -- visibility: the one filter ------------------------------------------------------------------------
+
+def visible(user: User) -> ColumnElement[bool]:
+    """Which conversations ``user`` may see, as one SQL condition on ``conversations``.
+
+    admin: all; agent: those with their own agent_id (none without one); supervisor, reviewer, trainer:
+    their teams' (all teams when they have none)."""
+    c = ConversationRow
+    if user.role == "admin":
+        return true()
+    if user.role == "agent":
+        return c.agent_id == user.agent_id if user.agent_id else false()
+    if user.role in ROLES:
+        return c.team.in_(user.teams) if user.teams else true()
+    return false()
+
+
+def visible_row(s: Session, user: User, conversation_id: str) -> ConversationRow | None:
+    """The conversation if it exists and ``user`` may see it, else None (the API's 404 either way)."""
+    if "\x00" in conversation_id:  # PostgreSQL refuses NUL in text; no id has one
+        return None
+    q = select(ConversationRow).where(ConversationRow.id == conversation_id, visible(user))
+    return s.scalars(q).one_or_none()
+
+
+# -- users ---------------------------------------------------------------------------------------------
+
+def add_user(s: Session, login: str, password_hash: str, role: str, *, agent_id: str | None = None,
+             teams: Sequence[str] = ()) -> User:
+    """Create an account, or replace the password, role, agent id and teams of an existing one."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role == "agent" and not agent_id:
+        raise ValueError("an agent needs --agent-id (they see only their own conversations)")
+    row = s.scalars(select(UserRow).where(UserRow.login == login)).one_or_none()
+    if row is None:
+        row = UserRow(login=login, password_hash=password_hash, role=role, agent_id=agent_id,
+                      teams=list(teams), active=True)
+        s.add(row)
+    else:
+        row.password_hash, row.role, row.agent_id, row.teams, row.active = (
+            password_hash, role, agent_id, list(teams), True)
+        # a changed password or role ends every session the account had
+        s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
+    s.flush()
+    return _user(row)
+
+
+def user_with_hash(s: Session, login: str) -> tuple[User, str] | None:
+    row = s.scalars(select(UserRow).where(UserRow.login == login, UserRow.active.is_(True))).one_or_none()
+    return (_user(row), row.password_hash) if row is not None else None
+
+
+def set_password_hash(s: Session, user_id: int, password_hash: str) -> None:
+    s.execute(update(UserRow).where(UserRow.id == user_id).values(password_hash=password_hash))
+
+
+def list_users(s: Session) -> list[User]:
+    return [_user(r) for r in s.scalars(select(UserRow).order_by(UserRow.login))]
+
+
+# -- sessions and sign-in failures --------------------------------------------------------------------
+
+def create_session(s: Session, session_id: str, user_id: int, csrf_token: str, expires_at: dt.datetime) -> None:
+    s.add(SessionRow(id=session_id, user_id=user_id, csrf_token=csrf_token, expires_at=expires_at))
+    s.flush()
+
+
+def session_user(s: Session, session_id: str, now: dt.datetime) -> tuple[User, str] | None:
+    """(user, csrf token) of a live session of an active account."""
+    q = (select(UserRow, SessionRow.csrf_token).join(SessionRow, SessionRow.user_id == UserRow.id)
+         .where(SessionRow.id == session_id, SessionRow.expires_at > now, UserRow.active.is_(True)))
+    found = s.execute(q).one_or_none()
+    return (_user(found[0]), found[1]) if found is not None else None
+
+
+def delete_session(s: Session, session_id: str) -> None:
+    s.execute(delete(SessionRow).where(SessionRow.id == session_id))
+
+
+def purge_expired_sessions(s: Session, now: dt.datetime) -> None:
+    s.execute(delete(SessionRow).where(SessionRow.expires_at <= now))
+
+
+def recent_failures(s: Session, login: str, since: dt.datetime) -> int:
+    q = select(func.count()).select_from(LoginFailureRow).where(LoginFailureRow.login == login,
+                                                               LoginFailureRow.at > since)
+    return int(s.execute(q).scalar_one())
+
+
+def oldest_recent_failure(s: Session, login: str, since: dt.datetime) -> dt.datetime | None:
+    q = select(func.min(LoginFailureRow.at)).where(LoginFailureRow.login == login, LoginFailureRow.at > since)
+    return s.execute(q).scalar_one_or_none()
+
+
+def add_failure(s: Session, login: str, at: dt.datetime) -> None:
+    s.add(LoginFailureRow(login=login, at=at))
+    s.flush()
+
+
+def clear_failures(s: Session, login: str, before: dt.datetime | None = None) -> None:
+    q = delete(LoginFailureRow).where(LoginFailureRow.login == login)
+    if before is not None:
+        q = q.where(LoginFailureRow.at <= before)
+    s.execute(q)
+
+
+# -- cursors -------------------------------------------------------------------------------------------
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    raw = json.dumps(list(values), ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, n: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise BadQuery("cursor: not a cursor this API gave out") from None
+    if not isinstance(values, list) or len(values) != n:
+        raise BadQuery("cursor: not a cursor this API gave out")
+    return values
+
+
+def _limit(limit: int | None, default: int) -> int:
+    if limit is None:
+        return default
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery(f"limit: must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+# -- filters shared by the queue and search ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListFilters:
+    """Filters of ``GET /api/queue`` and ``GET /api/conversations`` (None = not filtered)."""
+
+    date: dt.date | None = None
+    from_: dt.date | None = None
+    to: dt.date | None = None
+    site: str | None = None
+    team: str | None = None
+    agent: str | None = None
+    complaint_type: str | None = None
+    flag: str | None = None
+    status: str | None = None  # queue only: open | in_review | reviewed
+    item_missed: str | None = None  # search only: a script item not done ("restate" or "script.restate")
+    limit: int | None = None
+    cursor: str | None = None
+
+
+QueueFilters = ListFilters
+
+
+@dataclass(frozen=True)
+class SearchFilters(ListFilters):
+    q: str = ""
+    words: tuple[str, ...] = field(default=())  # the query segmented (service fills it)
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(f: ListFilters) -> list[ColumnElement[bool]]:
+    c = ConversationRow
+    for name in ("site", "team", "agent", "complaint_type", "flag", "status", "item_missed", "cursor"):
+        if "\x00" in (getattr(f, name) or ""):
+            raise BadQuery(f"{name}: contains a NUL character")
+    out: list[ColumnElement[bool]] = []
+    if f.date is not None:
+        out.append(c.date == f.date)
+    if f.from_ is not None:
+        out.append(c.date >= f.from_)
+    if f.to is not None:
+        out.append(c.date <= f.to)
+    if f.site:
+        out.append(c.site == f.site)
+    if f.team:
+        out.append(c.team == f.team)
+    if f.agent:
+        out.append(c.agent_id == f.agent)
+    if f.complaint_type:
+        out.append(c.complaint_type == f.complaint_type)
+    if f.flag:
+        out.append(c.flag_text.like(f"% {_like_escape(f.flag)} %", escape="\\"))
+    if f.status:
+        if f.status not in REVIEW_STATUSES:
+            raise BadQuery(f"status: must be one of {', '.join(REVIEW_STATUSES)}")
+        out.append(c.review_status == f.status)
+    if f.item_missed:
+        item = f.item_missed.removeprefix("script.")
+        if item not in SCRIPT_ITEMS:
+            raise BadQuery(f"item_missed: must be one of {', '.join(SCRIPT_ITEMS)}")
+        out.append(getattr(c, f"script_{item}").is_(False))
+    return out
+
+
+LIST_COLUMNS = (
+    ConversationRow.id, ConversationRow.date, ConversationRow.channel, ConversationRow.agent_id,
+    ConversationRow.agent_name, ConversationRow.team, ConversationRow.site, ConversationRow.score,
+    ConversationRow.critical, ConversationRow.flags, ConversationRow.complaint_type, ConversationRow.queue_reason,
+    ConversationRow.review_status, ConversationRow.assigned_to, ConversationRow.queue_tier,
+    ConversationRow.started_at,
+)
+
+
+def list_item(row: Any) -> dict[str, Any]:
+    """A queue or search item (REVIEW_API.md, "Queue")."""
+    return {
+        "id": row.id, "date": row.date.isoformat(), "channel": row.channel, "agent_id": row.agent_id,
+        "agent_name": row.agent_name, "team": row.team, "site": row.site, "score": row.score,
+        "critical": row.critical, "flags": list(row.flags or []), "complaint_type": row.complaint_type,
+        "reason": row.queue_reason, "status": row.review_status, "assigned_to": row.assigned_to,
+    }
+
+
+# -- the queue -----------------------------------------------------------------------------------------
+
+def _queue_order() -> tuple[Any, ...]:
+    c = ConversationRow
+    return (c.queue_tier, c.score, c.id)
+
+
+def queue_page(s: Session, user: User, f: ListFilters, default_limit: int) -> tuple[list[Any], str | None]:
+    """One page of the review queue: tier (most severe first), then score, then id."""
+    limit = _limit(f.limit, default_limit)
+    c = ConversationRow
+    q = select(*LIST_COLUMNS).where(c.queue_tier.is_not(None), c.status == "ok", visible(user), *_conditions(f))
+    if f.cursor:
+        tier, score, conv_id = decode_cursor(f.cursor, 3)
+        if not (isinstance(tier, int) and isinstance(score, int | float) and isinstance(conv_id, str)):
+            raise BadQuery("cursor: not a cursor this API gave out")
+        q = q.where(tuple_(*_queue_order()) > tuple_(tier, float(score), conv_id))
+    rows = list(s.execute(q.order_by(*_queue_order()).limit(limit + 1)).all())
+    page, more = rows[:limit], len(rows) > limit
+    last = page[-1] if page else None
+    return page, encode_cursor([last.queue_tier, last.score, last.id]) if more and last is not None else None
+
+
+def take_next(s: Session, user: User, now: dt.datetime) -> str | None:
+    """Assign ``user`` the first open, unassigned queue item they may see; its id, or None when none is left.
+
+    One UPDATE picks and claims the row, so two callers never get the same one: on PostgreSQL the pick
+    skips rows another transaction is claiming (FOR UPDATE SKIP LOCKED), on SQLite writers are serialised;
+    the claim re-checks that the row is still open either way, and a lost race simply tries again."""
+    c = ConversationRow
+    pick: Select[Any] = (
+        select(c.id)
+        .where(c.queue_tier.is_not(None), c.review_status == "open", c.assigned_to.is_(None), c.status == "ok",
+               visible(user))
+        .order_by(*_queue_order()).limit(1)
+    )
+    if s.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    claimed = s.execute(
+        update(c)
+        .where(c.id == pick.scalar_subquery(), c.review_status == "open", c.assigned_to.is_(None))
+        .values(review_status="in_review", assigned_to=user.login, assigned_at=now)
+        .returning(c.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if claimed is not None:
+        add_audit(s, claimed, user.login, "assign", None, None, user.login, "take next", at=now)
+    return claimed
+
+
+# -- search --------------------------------------------------------------------------------------------
+
+_FTS = table(SEARCH_FTS_TABLE, column("rowid"), column("conversation_id", String), column("turn"),
+             column("words", String))
+
+
+def _fts_phrase(word: str) -> str:
+    """An FTS5 phrase matching ``word`` exactly (its own quotes doubled)."""
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _has_word(s: Session, word: str) -> ColumnElement[bool]:
+    """Conversations with a turn containing ``word``, answered by the full-text index."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        tsv = func.to_tsvector(literal_column("'simple'"), TurnRow.words)
+        query = func.phraseto_tsquery(literal_column("'simple'"), bindparam(None, word, type_=String))
+        sub = select(TurnRow.conversation_id).where(tsv.op("@@")(query))
+        return ConversationRow.id.in_(sub)
+    if dialect == "sqlite":
+        match = literal_column(SEARCH_FTS_TABLE).op("MATCH")(bindparam(None, _fts_phrase(word), type_=String))
+        return ConversationRow.id.in_(select(_FTS.c.conversation_id).where(match))
+    # Another database has no index here: a plain LIKE keeps it correct, if slow.
+    like = TurnRow.words.like(f"%{_like_escape(word)}%", escape="\\")
+    return ConversationRow.id.in_(select(TurnRow.conversation_id).where(like))
+
+
+def search_page(s: Session, user: User, f: SearchFilters, default_limit: int) -> tuple[list[Any], str | None]:
+    """Conversations whose turns contain every word of ``f.words``, newest first (date, then id)."""
+    limit = _limit(f.limit, default_limit)
+    c = ConversationRow
+    q = select(*LIST_COLUMNS).where(c.status == "ok", visible(user), *_conditions(f),
+                                    *(_has_word(s, w) for w in f.words))
+    if f.cursor:
+        day, conv_id = decode_cursor(f.cursor, 2)
+        try:
+            d = dt.date.fromisoformat(day)
+        except (TypeError, ValueError):
+            raise BadQuery("cursor: not a cursor this API gave out") from None
+        q = q.where(tuple_(c.date, c.id) < tuple_(d, str(conv_id)))
+    rows = list(s.execute(q.order_by(c.date.desc(), c.id.desc()).limit(limit + 1)).all())
+    page, more = rows[:limit], len(rows) > limit
+    last = page[-1] if page else None
+    return page, encode_cursor([last.date.isoformat(), last.id]) if more and last is not None else None
+
+
+def hits(s: Session, conversation_ids: Sequence[str], words: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The turns of a page of conversations that contain a query word: ``{id: [{turn, role, text}]}``.
+    Reads the page's turns only (a page is at most MAX_LIMIT conversations)."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if not conversation_ids or not words:
+        return out
+    wanted = {w.lower() for w in words}
+    q = (select(TurnRow.conversation_id, TurnRow.turn, TurnRow.role, TurnRow.text, TurnRow.words)
+         .where(TurnRow.conversation_id.in_(list(conversation_ids)))
+         .order_by(TurnRow.conversation_id, TurnRow.turn))
+    for t in s.execute(q):
+        joined = (t.words or "").lower()
+        # a word the index splits further (e.g. "3-2-1502") is found in the joined words instead
+        if wanted & set(joined.split()) or any(w in joined for w in wanted if not w.isalnum()):
+            out[t.conversation_id].append({"turn": t.turn, "role": t.role, "text": t.text})
+    return out
+
+
+# -- appeals -------------------------------------------------------------------------------------------
+
+def open_appeal(s: Session, conversation_id: str, item: str) -> AppealRow | None:
+    q = select(AppealRow).where(AppealRow.conversation_id == conversation_id, AppealRow.item == item,
+                                AppealRow.status == "open")
+    return s.scalars(q).first()
+
+
+def visible_appeal(s: Session, user: User, appeal_id: int) -> AppealRow | None:
+    q = (select(AppealRow).join(ConversationRow, ConversationRow.id == AppealRow.conversation_id)
+         .where(AppealRow.id == appeal_id, visible(user)))
+    return s.scalars(q).one_or_none()
+
+
+def appeals_of(s: Session, conversation_id: str) -> list[AppealRow]:
+    q = select(AppealRow).where(AppealRow.conversation_id == conversation_id).order_by(AppealRow.id)
+    return list(s.scalars(q))
+
+
+def appeals_page(s: Session, user: User, status: str | None, limit: int | None, cursor: str | None,
+                 default_limit: int) -> tuple[list[AppealRow], str | None]:
+    """Appeals on conversations ``user`` may see, oldest first (the order a supervisor works them in)."""
+    n = _limit(limit, default_limit)
+    q = (select(AppealRow).join(ConversationRow, ConversationRow.id == AppealRow.conversation_id)
+         .where(visible(user)))
+    if status:
+        if status not in APPEAL_STATUSES:
+            raise BadQuery(f"status: must be one of {', '.join(APPEAL_STATUSES)}")
+        q = q.where(AppealRow.status == status)
+    if cursor:
+        (after,) = decode_cursor(cursor, 1)
+        if not isinstance(after, int):
+            raise BadQuery("cursor: not a cursor this API gave out")
+        q = q.where(AppealRow.id > after)
+    rows = list(s.scalars(q.order_by(AppealRow.id).limit(n + 1)))
+    page = rows[:n]
+    return page, encode_cursor([page[-1].id]) if len(rows) > n else None
+
+
+def claim_appeal(s: Session, appeal_id: int, status: str, by: str, reason: str, value: Any,
+                 now: dt.datetime) -> bool:
+    """Close an open appeal with a ruling; False if it was no longer open (ruled by someone else)."""
+    done = s.execute(
+        update(AppealRow).where(AppealRow.id == appeal_id, AppealRow.status == "open")
+        .values(status=status, ruled_by=by, ruled_at=now, ruling_reason=reason, ruling_value=value)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(done, "rowcount", 0))
+
+
+def reopen_appeal(s: Session, appeal_id: int) -> None:
+    s.execute(update(AppealRow).where(AppealRow.id == appeal_id)
+              .values(status="open", ruled_by=None, ruled_at=None, ruling_reason=None, ruling_value=None)
+              .execution_options(synchronize_session=False))
+
+
+# -- audit ---------------------------------------------------------------------------------------------
+
+def add_audit(s: Session, conversation_id: str, by: str, action: str, item: str | None, from_value: Any,
+              to_value: Any, reason: str, at: dt.datetime | None = None) -> None:
+    s.execute(insert(AuditRow).values(conversation_id=conversation_id, at=at or utcnow(), by=by, action=action,
+                                      item=item, from_value=from_value, to_value=to_value, reason=reason))
+
+
+def audit_entries(s: Session, conversation_id: str) -> list[AuditRow]:
+    q = select(AuditRow).where(AuditRow.conversation_id == conversation_id).order_by(AuditRow.at, AuditRow.id)
+    return list(s.scalars(q))
+
+
+# -- agreement -----------------------------------------------------------------------------------------
+
+def agreement_counts(s: Session, user: User, start: dt.datetime, end: dt.datetime,
+                     team: str | None) -> dict[str, dict[tuple[Any, Any], int]]:
+    """Per review item: how many times each (machine value, reviewer value) pair was decided, counting each
+    conversation's latest review of the item made in [start, end). SQL groups the pairs; only the small
+    contingency tables come back."""
+    k = CorrectionRow
+    latest = (
+        select(func.max(k.id).label("id"))
+        .join(ConversationRow, ConversationRow.id == k.conversation_id)
+        .where(k.kind == "review", k.created_at >= start, k.created_at < end, visible(user),
+               *([ConversationRow.team == team] if team else []))
+        .group_by(k.conversation_id, k.item)
+        .subquery()
+    )
+    machine, human = cast(k.machine_value, String), cast(k.human_value, String)
+    q = (select(k.item, machine, human, func.count())
+         .join(latest, latest.c.id == k.id)
+         .group_by(k.item, machine, human))
+    out: dict[str, dict[tuple[Any, Any], int]] = defaultdict(lambda: defaultdict(int))
+    for item, m, h, n in s.execute(q):
+        # the JSON text read back as values: [1, 2] and [1,2] are the same decision
+        out[item][(_canonical(m), _canonical(h))] += int(n)
+    return out
+
+
+def _canonical(text: str | None) -> str:
+    if text is None:
+        return "null"
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def kappa(table: dict[tuple[Any, Any], int]) -> tuple[int, float | None, float | None]:
+    """(n, raw agreement, Cohen's kappa) of a contingency table; kappa is None where it is undefined (no
+    pairs, or chance agreement 1: both raters always gave the one same value)."""
+    n = sum(table.values())
+    if n == 0:
+        return 0, None, None
+    observed = sum(v for (a, b), v in table.items() if a == b) / n
+    left: dict[Any, int] = defaultdict(int)
+    right: dict[Any, int] = defaultdict(int)
+    for (a, b), v in table.items():
+        left[a] += v
+        right[b] += v
+    expected = sum(left[x] * right.get(x, 0) for x in left) / (n * n)
+    if expected >= 1.0:
+        return n, observed, None
+    return n, observed, (observed - expected) / (1 - expected)
+
+
+def agreement_rows(counts: dict[str, dict[tuple[Any, Any], int]]) -> list[dict[str, Any]]:
+    rows = []
+    for item in REVIEW_ITEMS:
+        n, agree, k = kappa(counts.get(item, {}))
+        rows.append({"item": item, "n": n, "agreement": None if agree is None else round(agree, 4),
+                     "kappa": None if k is None else round(k, 4)})
+    return rows
+
