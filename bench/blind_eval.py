@@ -71,7 +71,14 @@ def run_nightly(inbox: Path, date: str, work: Path) -> tuple[Path, float]:
                           capture_output=True, text=True)
     seconds = time.monotonic() - t0
     # the run's own summary (agent table, counts) is not the benchmark's output: show it only when it failed
-    if done.returncode != 0:
+    if done.returncode != 0 and "E044" in done.stdout + done.stderr:
+        # In a shared tree a migration may land while a long run is going: the run stored every conversation
+        # with the code it started with, and only reopening the store at the end meets the newer schema.
+        # Bring the store up to it, as an operator would, and export what the run stored.
+        print("zhijian run: a newer migration landed during the run (E044); `zhijian db upgrade`, then export",
+              file=sys.stderr)
+        subprocess.run([str(BIN / "zhijian"), "db", "upgrade", "--db", db], check=True, capture_output=True)
+    elif done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise SystemExit(f"zhijian run failed ({done.returncode}); try --via eval")
     failed = [line for line in done.stdout.splitlines() if line.startswith("failed")]

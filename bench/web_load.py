@@ -7,7 +7,8 @@ What it does, in order:
 
 1. optionally fills the store: ``--fill`` runs bench/fill_store.py into ``--db`` (minutes), ``--copy-from
    SCHEMA`` copies an already filled schema of the same database into it (server-side INSERT … SELECT, so
-   a bench can write reviews without touching the shared fill);
+   a bench can write reviews without touching the shared fill); either drops the schema of ``--db`` first
+   and migrates it afresh (the search index and its triggers are then the current migrations');
 2. creates three accounts with ``zhijian users add`` (a reviewer of every team, a supervisor of two
    teams, an agent), passwords on stdin;
 3. starts ``zhijian web`` on a free 127.0.0.1 port as a subprocess and waits until it answers;
@@ -28,7 +29,7 @@ Traffic goes to 127.0.0.1 only (the server) and to the database of ``--db``.
 
     .venv/bin/python bench/web_load.py \\
         --db 'postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dzj_webload' \\
-        --copy-from zj_bench [--clients 8] [--per-kind 300] [--max-seconds 300]
+        --copy-from zj_bench [--clients 8] [--per-kind 300] [--max-seconds 300] [--workers 2]
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ BENCH_LOGINS = {"reviewer": "webload-reviewer", "supervisor": "webload-superviso
 COPIED_TABLES = ("conversations", "turns", "findings", "corrections", "audit_log", "appeals")
 
 
+class SetupError(Exception):
+    """The bench could not get to the load (no store, a failed command, a server that does not answer)."""
+
+
 # -- the store -----------------------------------------------------------------------------------------
 
 def schema_of(url: str) -> str | None:
@@ -78,14 +83,18 @@ def schema_of(url: str) -> str | None:
     return found.group(1) if found else None
 
 
-def ensure_schema(url: str) -> None:
-    """Create the URL's schema if it is missing (the store migrates its tables into it when opened)."""
+def ensure_schema(url: str, afresh: bool = False) -> None:
+    """Create the URL's schema if it is missing (the store migrates its tables into it when opened);
+    ``afresh``: drop it first, so the store is built by the migrations as they are now (a schema migrated
+    by an earlier version of a revision would keep that version's tables)."""
     schema = schema_of(url)
     if schema is None:
         return
     admin = create_engine(make_url(url).difference_update_query(["options"]))
     try:
         with admin.begin() as conn:
+            if afresh:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     finally:
         admin.dispose()
@@ -113,12 +122,12 @@ def copy_from(engine: Engine, source: str) -> None:
     """Copy the conversations (with turns, findings and any decisions) of schema ``source`` into the store
     of ``engine``, in one transaction, replacing what it held; sequences follow the copied ids."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", source):
-        raise SystemExit(f"--copy-from: {source!r} is not a schema name")
+        raise SetupError(f"--copy-from: {source!r} is not a schema name")
     started = time.monotonic()
     with engine.begin() as conn:
         target = conn.execute(text("SELECT current_schema()")).scalar_one()
         if target == source:
-            raise SystemExit(f"--copy-from {source}: that is the target schema itself")
+            raise SetupError(f"--copy-from {source}: that is the target schema itself")
         conn.execute(text(f"TRUNCATE {', '.join(COPIED_TABLES)} CASCADE"))
         for table in COPIED_TABLES:
             cols = [r[0] for r in conn.execute(text(
@@ -127,7 +136,7 @@ def copy_from(engine: Engine, source: str) -> None:
                 "WHERE table_schema = :src AND table_name = :t) ORDER BY ordinal_position"),
                 {"s": target, "t": table, "src": source})]
             if not cols:
-                raise SystemExit(f"--copy-from {source}: it has no table {table!r} like the store's")
+                raise SetupError(f"--copy-from {source}: it has no table {table!r} like the store's")
             names = ", ".join(f'"{c}"' for c in cols)
             n = conn.execute(text(f'INSERT INTO {table} ({names}) SELECT {names} FROM "{source}".{table}')).rowcount
             sequence = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table}).scalar_one() \
@@ -138,8 +147,10 @@ def copy_from(engine: Engine, source: str) -> None:
             print(f"  copied {n:,} {table} rows from {source}", flush=True)
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        for table in COPIED_TABLES:
-            conn.execute(text(f"ANALYZE {table}"))
+        # every table of the store, the search index's own (filled by triggers as turns came in) too
+        for (table,) in conn.execute(text("SELECT table_name FROM information_schema.tables "
+                                          "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")):
+            conn.execute(text(f'ANALYZE "{table}"'))
     print(f"copied in {time.monotonic() - started:.0f} s", flush=True)
 
 
@@ -159,7 +170,7 @@ def create_accounts(url: str, engine: Engine) -> Accounts:
             "SELECT agent_id FROM conversations WHERE status = 'ok' GROUP BY agent_id "
             "ORDER BY count(*) DESC, agent_id LIMIT 1")).scalar_one_or_none()
     if not teams or agent is None:
-        raise SystemExit("the store holds no conversations: fill it first (--fill or --copy-from)")
+        raise SetupError("the store holds no conversations: fill it first (--fill or --copy-from)")
     zhijian = str(Path(sys.executable).with_name("zhijian"))
     passwords = {role: secrets.token_urlsafe(18) for role in BENCH_LOGINS}
     for role, login in BENCH_LOGINS.items():
@@ -171,7 +182,7 @@ def create_accounts(url: str, engine: Engine) -> Accounts:
             cmd += ["--agent-id", agent]
         done = subprocess.run(cmd, input=passwords[role] + "\n", capture_output=True, text=True, cwd=ROOT)
         if done.returncode != 0:
-            raise SystemExit(f"zhijian users add {login} failed:\n{done.stdout}{done.stderr}")
+            raise SetupError(f"zhijian users add {login} failed:\n{done.stdout}{done.stderr}")
         print(f"  {done.stdout.strip()}", flush=True)
     return Accounts(passwords=passwords, supervisor_teams=teams, agent_id=agent)
 
@@ -217,7 +228,7 @@ def draw_pools(engine: Engine, accounts: Accounts, per_kind: int, rng: random.Ra
         pools = Pools(ids=ids, review_ids=review_ids, days=values("date"), sites=values("site"),
                       teams=values("team"), agents=values("agent_id"), complaint_types=values("complaint_type"))
     if not all(ids.values()) or not all(review_ids.values()):
-        raise SystemExit("the store has too few analysed conversations in the queue for the bench")
+        raise SetupError("the store has too few analysed conversations in the queue for the bench")
     return pools
 
 
@@ -242,20 +253,21 @@ class Server:
             return ""
 
 
-def start_server(url: str, log_dir: Path, timeout: float = 120.0) -> Server:
-    """``zhijian web`` on a free local port (a random secret key: the sessions live as long as the bench)."""
+def start_server(url: str, log_dir: Path, timeout: float = 120.0, workers: int = 1) -> Server:
+    """``zhijian web [--workers N]`` on a free local port (a random secret key: the sessions live as long as
+    the bench)."""
     port = free_port()
     log_path = log_dir / "zhijian-web.log"
     env = {**os.environ, "ZHIJIAN_WEB__SECRET_KEY": secrets.token_urlsafe(48)}
     cmd = [str(Path(sys.executable).with_name("zhijian")), "web", "--db", url, "--host", "127.0.0.1",
-           "--port", str(port)]
+           "--port", str(port), "--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     server = Server(process=process, base_url=f"http://127.0.0.1:{port}", log_path=log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"zhijian web exited with {process.returncode}:\n{server.log_tail()}")
+            raise SetupError(f"zhijian web exited with {process.returncode}:\n{server.log_tail()}")
         try:
             if httpx.get(f"{server.base_url}/api/health", timeout=2).status_code == 200:
                 return server
@@ -263,7 +275,7 @@ def start_server(url: str, log_dir: Path, timeout: float = 120.0) -> Server:
             pass
         time.sleep(0.25)
     stop_server(server)
-    raise SystemExit(f"zhijian web did not answer within {timeout:.0f} s:\n{server.log_tail()}")
+    raise SetupError(f"zhijian web did not answer within {timeout:.0f} s:\n{server.log_tail()}")
 
 
 def stop_server(server: Server) -> None:
@@ -280,25 +292,46 @@ def stop_server(server: Server) -> None:
             continue
 
 
+def family(pid: int) -> list[int]:
+    """The process and all its descendants (``zhijian web --workers N``: uvicorn's workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used, from /proc/PID/stat (0.0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+    """User + system CPU time the process and its descendants have used, from /proc/PID/stat."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+    return total
 
 
 def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS (resident now) and VmHWM (peak resident) of a process, in KiB, from /proc."""
+    """VmRSS (resident now) and VmHWM (peak resident) in KiB, summed over the process and its descendants."""
     out: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-    except OSError:
-        pass
+    for p in family(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = out.get(key, 0) + int(value.split()[0])
+        except OSError:
+            continue
     return out
 
 
@@ -345,7 +378,7 @@ class Client:
         self.cursors: dict[tuple[tuple[str, str], ...], str] = {}  # a filter set -> its next page
         answer = self.http.post("/api/login", json={"login": BENCH_LOGINS[role], "password": password})
         if answer.status_code != 200:
-            raise SystemExit(f"sign-in as {BENCH_LOGINS[role]} failed: {answer.status_code} {answer.text[:300]}")
+            raise SetupError(f"sign-in as {BENCH_LOGINS[role]} failed: {answer.status_code} {answer.text[:300]}")
         self.csrf = str(answer.json()["csrf_token"])
 
     @property
@@ -540,8 +573,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--db", required=True, help="the PostgreSQL store (SQLAlchemy URL; a search_path option "
                     "names its schema, created if missing); bench accounts and reviews are written to it")
     source = ap.add_mutually_exclusive_group()
-    source.add_argument("--fill", action="store_true", help="fill the store first with bench/fill_store.py")
-    source.add_argument("--copy-from", metavar="SCHEMA", help="copy a filled schema of the same database first")
+    source.add_argument("--fill", action="store_true",
+                        help="make the schema of --db afresh (dropped if it exists) and fill it (bench/fill_store.py)")
+    source.add_argument("--copy-from", metavar="SCHEMA",
+                        help="make the schema of --db afresh (dropped if it exists) and copy this filled schema of "
+                        "the same database into it")
     ap.add_argument("--agents", type=int, default=50, help="--fill: agents (default 50)")
     ap.add_argument("--days", type=int, default=90, help="--fill: days (default 90)")
     ap.add_argument("--per-day", type=int, default=60, help="--fill: conversations per agent per day (60)")
@@ -551,16 +587,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--target-ms", type=float, default=200.0, help="the p95 each kind must stay under (200)")
     ap.add_argument("--serial", type=int, default=10, help="requests of each kind made one at a time before "
                     "the load, to measure each kind's server CPU and latency alone (0: skip)")
+    ap.add_argument("--workers", type=int, default=1, help="server processes: zhijian web --workers (default 1)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     url = args.db
     if make_url(url).get_backend_name() != "postgresql":
         ap.error("--db must be a PostgreSQL URL (postgresql+psycopg://…)")
-    if args.clients < 1 or args.per_kind < 1:
-        ap.error("--clients and --per-kind must be at least 1")
+    if args.clients < 1 or args.per_kind < 1 or args.workers < 1:
+        ap.error("--clients, --per-kind and --workers must be at least 1")
     rng = random.Random(args.seed)
 
-    ensure_schema(url)
+    if args.copy_from and args.copy_from == schema_of(url):
+        ap.error(f"--copy-from {args.copy_from}: that is the schema of --db itself")
+    ensure_schema(url, afresh=bool(args.fill or args.copy_from))
     if args.fill:
         fill(url, args)
     else:
@@ -580,9 +619,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.dispose()
 
     with tempfile.TemporaryDirectory(prefix="web_load-") as tmp:
-        server = start_server(url, Path(tmp))
+        server = start_server(url, Path(tmp), workers=args.workers)
         try:
-            print(f"zhijian web (pid {server.process.pid}) answers on {server.base_url}", flush=True)
+            print(f"zhijian web --workers {args.workers} (pid {server.process.pid}) answers on {server.base_url}",
+                  flush=True)
             clients = [Client(server.base_url, role, accounts.passwords[role], pools, random.Random(rng.random()))
                        for role in roles_of(args.clients)]
             warm_up(clients)
@@ -637,4 +677,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except SetupError as e:
+        print(f"web_load: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -424,4 +424,19 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
         close_stores()
     log.info("night %s: %d analysed, %d failed, %d skipped", day, counts["analysed"], counts["failed"],
              counts["skipped"])
-    return {"date": day, "db": url, "run_id": run_id, "pipeline_version": version, **counts, "failures": failures}
+    return {"date": day, "db": url, "run_id": run_id, "pipeline_version": version, **counts, "failures": failures,
+            "signals": day_signals(url, day, settings)}
+
+
+@task(name="signals", cache_policy=NO_CACHE)
+def day_signals(db_url: str, day: str, settings: Settings) -> dict[str, Any]:
+    """The day's spikes and repeat complaints (REPORTS.md, "Signals") for the summary. A night whose results
+    are stored is not failed by its report: an error here is logged and the summary says so."""
+    from pipeline.reports.signals import signals_for
+
+    try:
+        with Store(db_url, settings, migrate=False) as store:
+            return signals_for(store, day)
+    except Exception as e:
+        log.warning("signals for %s could not be computed: %s", day, e)
+        return {"date": day, "spikes": [], "repeats": [], "error": str(e)}

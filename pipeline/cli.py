@@ -281,6 +281,15 @@ def run(
         + (f", `zhijian failures --date {date}` lists the failures" if n_failed else "") + ".",
         highlight=False, soft_wrap=True,
     )
+    signals = summary.get("signals") or {}
+    for spike in signals.get("spikes", []):
+        console.print(f"[magenta]spike[/magenta] {spike['site']} {spike['complaint_type']}: {spike['count']} today "
+                      f"(baseline {spike['baseline_mean']:.2f}/day, p = {spike['p']:.2g})")
+    for rep in signals.get("repeats", []):
+        console.print(f"[magenta]repeat complaint[/magenta] {rep['complaint_type']} ({rep['key']}): "
+                      f"{', '.join(rep['conversations'])}")
+    if signals.get("spikes") or signals.get("repeats"):
+        console.print(f"signals: `zhijian signals --date {date}`")
     if summary["unstored"]:
         console.print(f"[red]{summary['unstored']} conversations could not be stored at all (see the log)[/red]")
     if summary["unstored"]:

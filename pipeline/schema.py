@@ -23,6 +23,8 @@ COMPLAINT_TYPES: tuple[str, ...] = (
     "renovation", "staff_attitude", "inquiry", "praise",
 )
 EMOTIONS: tuple[str, ...] = ("calm", "dissatisfied", "angry")
+# The workbench's roles (REVIEW_API.md, "Roles").
+ROLES: tuple[str, ...] = ("admin", "supervisor", "reviewer", "trainer", "agent")
 
 
 class Record(BaseModel):

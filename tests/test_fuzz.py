@@ -33,7 +33,7 @@ ODD = st.sampled_from(["\x00", "\x01", "\x07", "\x1b", "\x7f", "\x85", "\x9f", "
                        "\udfff", "\u202e", "\u200d", "\ufeff", "\uffff", "😀", "𠮷", "物业", "'", '"', "\\", "%"])
 TEXT = st.lists(st.one_of(ODD, st.text(max_size=6)), max_size=8).map("".join)
 JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_subnormal=False) | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
 
 

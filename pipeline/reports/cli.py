@@ -229,7 +229,7 @@ def _group(kind: str, name: str, start: str, end: str, as_json: bool, html: Path
            csv: Path | None, db: str | None) -> None:
     from pipeline.reports import dashboard
     from pipeline.reports.queries import Period
-    from pipeline.reports.signals import signals_for
+    from pipeline.reports.signals import scoped, signals_for
 
     settings = get_settings()
     store = _open(db)
@@ -237,7 +237,8 @@ def _group(kind: str, name: str, start: str, end: str, as_json: bool, html: Path
         period = Period.parse(start, end)
         report = store.run(lambda st: dashboard.group_report(
             st.engine, "team" if kind == "team" else "site", name, period, settings.reports.chat_sla_minutes))
-        signals = signals_for(store.engine, period.end) if (html or pdf) else None
+        signals = (scoped(store.engine, signals_for(store.engine, period.end), kind, name)
+                   if (html or pdf) else None)
     except (ZhijianError, ValueError) as e:
         raise _fail(e) from None
     finally:

@@ -25,7 +25,7 @@ from pipeline.reports import agent as agent_mod
 from pipeline.reports import dashboard, render
 from pipeline.reports.labels import load_training_map
 from pipeline.reports.queries import C, Period
-from pipeline.reports.signals import signals_for
+from pipeline.reports.signals import scoped, signals_for
 from pipeline.web.deps import PageUser, SettingsDep, StoreDep
 
 router = APIRouter(prefix="/reports", include_in_schema=False)
@@ -156,24 +156,11 @@ def _group_page(kind: str, name: str, user: Any, store: Any, settings: Any, star
                                         settings.reports.chat_sla_minutes)
     except ZhijianError:
         return _not_found(name)
-    signals = signals_for(store, period.end)
-    if kind == "site":
-        signals = {**signals, "spikes": [s for s in signals["spikes"] if s["site"] == name],
-                   "repeats": [r for r in signals["repeats"] if _repeat_at(store, r, site=name)]}
-    else:
-        signals = {**signals, "spikes": [],
-                   "repeats": [r for r in signals["repeats"] if _repeat_at(store, r, team=name)]}
+    signals = scoped(store.engine, signals_for(store, period.end), kind, name)
     html = render.dashboard_html(report, settings, signals, link_base="")
     if format == "pdf":
         return _pdf(html, settings, f"{kind}-{name}")
     return _page(html, _nav(kind, period))
-
-
-def _repeat_at(store: Any, repeat: dict[str, Any], *, site: str | None = None, team: str | None = None) -> bool:
-    """Whether a repeat's latest conversation belongs to the site or team the page is about."""
-    with store.engine.connect() as conn:
-        row = conn.execute(select(C.site, C.team).where(C.id == repeat["conversations"][-1])).first()
-    return row is not None and (row.site == site if site is not None else row.team == team)
 
 
 @router.get("/team/{team}", response_class=HTMLResponse)

@@ -20,10 +20,11 @@ Inquiries and praise are not complaints: neither spikes nor repeats (``queries.N
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from typing import Any
 
 from scipy.special import pdtrc
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.reports import queries as q
@@ -76,37 +77,54 @@ def spikes(conn: Connection, day: dt.date) -> list[dict[str, Any]]:
 
 
 def repeats(conn: Connection, day: dt.date) -> list[dict[str, Any]]:
+    """One indexed range read of the window's complaints (ids, keys, dates: no records), grouped here."""
     start = day - dt.timedelta(days=REPEAT_DAYS)
-    window = and_(C.status == "ok", q.is_complaint(), C.date.between(start, day))
+    has_ref = and_(C.customer_ref.is_not(None), C.customer_ref != "")
+    has_room = and_(C.room.is_not(None), C.room != "")
+    rows = conn.execute(
+        select(C.id, C.date, C.complaint_type, C.customer_ref, C.site, C.room)
+        .where(C.status == "ok", q.is_complaint(), C.date.between(start, day), or_(has_ref, has_room))
+        .order_by(C.date, C.started_at, C.id)
+    ).all()
+    groups: dict[tuple[str, ...], list[tuple[str, dt.date]]] = defaultdict(list)
+    for r in rows:
+        when = r.date if isinstance(r.date, dt.date) else dt.date.fromisoformat(str(r.date))
+        if r.customer_ref:
+            groups[("customer", r.complaint_type, r.customer_ref)].append((str(r.id), when))
+        if r.room:
+            groups[("room", r.complaint_type, r.site, r.room)].append((str(r.id), when))
     found: list[dict[str, Any]] = []
     seen: set[tuple[str, ...]] = set()
-    for key_cols, label in (((C.customer_ref,), "customer"), ((C.site, C.room), "room")):
-        present = and_(*(and_(k.is_not(None), k != "") for k in key_cols[-1:]))
-        groups = conn.execute(
-            select(C.complaint_type, *key_cols).where(window, present)
-            .group_by(C.complaint_type, *key_cols)
-            .having(func.count() >= 2, func.max(C.date) == day)
-        ).all()
-        for g in groups:
-            kind, values = g[0], tuple(g[1:])
-            match = and_(window, C.complaint_type == kind, *(k == v for k, v in zip(key_cols, values, strict=True)))
-            rows = conn.execute(
-                select(C.id, C.date).where(match).order_by(C.date, C.started_at, C.id)
-            ).all()
-            ids = tuple(str(r.id) for r in rows)
-            if ids in seen:
-                continue
-            seen.add(ids)
-            oldest = rows[0].date if isinstance(rows[0].date, dt.date) else dt.date.fromisoformat(str(rows[0].date))
-            key = f"customer:{values[0]}" if label == "customer" else f"room:{values[0]} {values[1]}"
-            found.append({"complaint_type": kind, "key": key, "conversations": list(ids),
-                          "days_between": (day - oldest).days})
+    # customers first: a pair found by both keys is listed once, under the customer
+    for key in sorted(groups, key=lambda g: (g[0] != "customer", g)):
+        contacts = groups[key]
+        if len(contacts) < 2 or contacts[-1][1] != day:
+            continue
+        ids = tuple(i for i, _ in contacts)
+        if ids in seen:
+            continue
+        seen.add(ids)
+        label = f"customer:{key[2]}" if key[0] == "customer" else f"room:{key[2]} {key[3]}"
+        found.append({"complaint_type": key[1], "key": label, "conversations": list(ids),
+                      "days_between": (day - contacts[0][1]).days})
     found.sort(key=lambda r: (r["complaint_type"], r["key"]))
     return found
 
 
 def signals(conn: Connection, day: dt.date) -> dict[str, Any]:
     return {"date": day.isoformat(), "spikes": spikes(conn, day), "repeats": repeats(conn, day)}
+
+
+def scoped(engine: Engine, found: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    """The signals that concern one site or team: a site's spikes, and the repeats whose latest conversation
+    is the site's or the team's (a team's dashboard shows no spikes: they are counted per site)."""
+    latest = [r["conversations"][-1] for r in found["repeats"]]
+    col = C.site if kind == "site" else C.team
+    with engine.connect() as conn:
+        mine = {str(i) for i in conn.scalars(select(C.id).where(C.id.in_(latest), col == name))} if latest else set()
+    return {**found,
+            "spikes": [s for s in found["spikes"] if kind == "site" and s["site"] == name],
+            "repeats": [r for r in found["repeats"] if r["conversations"][-1] in mine]}
 
 
 def signals_for(store_or_session: Any, date: str | dt.date) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
-    func,
-    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pipeline import schema
 
 # Fixed constraint names, so SQLite and PostgreSQL get the same ones and later migrations can name them.
 NAMING = {
@@ -224,16 +224,19 @@ class RunRow(Base):
 
 # -- 0003: the review workbench (pipeline/web) ------------------------------------------------------
 
-ROLES = ("admin", "supervisor", "reviewer", "trainer", "agent")
-# SQLite's full-text index of turns.words (an FTS5 table kept in step by triggers, migration 0003): SQLite
-# lists it and its shadow tables as tables, but they are no model's. Compare the schema with
-# ``compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)``.
+ROLES = schema.ROLES
+# The search index of turns.words lives in tables of its own, made and kept in step by migrations 0003 and
+# 0005 (triggers on turns), that no model describes: SQLite's FTS5 table ``turns_fts`` (and its shadow tables),
+# PostgreSQL's ``search_docs`` (one tsvector of all a conversation's words, GIN-indexed). Compare the schema
+# with ``compare_metadata(MigrationContext.configure(conn, opts={"include_name": include_name}), Base.metadata)``.
 SEARCH_FTS_TABLE = "turns_fts"
+SEARCH_DOCS_TABLE = "search_docs"
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Alembic ``include_name`` hook: leave SQLite's full-text tables out of schema comparisons."""
-    return not (type_ == "table" and name is not None and name.startswith(SEARCH_FTS_TABLE))
+    """Alembic ``include_name`` hook: leave the search index's own tables out of schema comparisons."""
+    return not (type_ == "table" and name is not None
+                and (name.startswith(SEARCH_FTS_TABLE) or name == SEARCH_DOCS_TABLE))
 
 
 class UserRow(Base):
@@ -311,12 +314,6 @@ Index("ix_conversations_open_queue", ConversationRow.queue_tier, ConversationRow
       postgresql_where=text("queue_tier IS NOT NULL AND review_status = 'open' AND assigned_to IS NULL"))
 # Search, newest first: the keyset (date, id) walks this index backwards.
 Index("ix_conversations_date_id", ConversationRow.date, ConversationRow.id)
-# PostgreSQL's full-text index over the segmented words (the 'simple' configuration: the words are jieba's
-# already, nothing to stem). SQLite gets an FTS5 table instead (migration 0003).
-# (An index on an expression alone does not find its table by itself: it is appended to it.)
-TurnRow.__table__.append_constraint(  # type: ignore[attr-defined]
-    Index("ix_turns_words_tsv", func.to_tsvector(literal_column("'simple'"), TurnRow.__table__.c.words),
-          postgresql_using="gin").ddl_if(dialect="postgresql"))
 
 # The queue filtered by a flag that does not lead its order (migration 0004): each of these flags has a
 # partial index in queue order over only the conversations that carry it, its predicate the queue filter's

@@ -478,7 +478,11 @@ class Store:
             row = s.get(ConversationRow, conversation_id)
             if row is None or row.status != "ok" or row.machine_result is None:
                 raise LookupError(f"no analysed conversation with id {conversation_id!r} is stored")
-            _, machine = self._stored(s, row)
+            # read straight from the rows: this is on every conversation page, and the evidence is stored as
+            # the JSON it is served as (no pydantic round trip)
+            machine = s.execute(select(FindingRow.item, FindingRow.value, FindingRow.confidence, FindingRow.source,
+                                       FindingRow.evidence).where(FindingRow.conversation_id == conversation_id)
+                                .order_by(FindingRow.id)).all()
             decided = _decided(s, conversation_id)
             machine_values = decisions.machine_values(row.machine_result)
             by_item = {f.item: f for f in machine if f.item != "courtesy_violation"}
@@ -487,12 +491,12 @@ class Store:
             for item in REVIEW_ITEMS:
                 if item == COURTESY:
                     confidence = min((f.confidence for f in rude), default=1.0)
-                    evidence = [e.model_dump(mode="json") for f in rude for e in f.evidence]
+                    evidence = [e for f in rude for e in f.evidence or []]
                     judge = rude[0].source if rude else ""
                 else:
                     f = by_item.get(item)
                     confidence = f.confidence if f else 1.0
-                    evidence = [e.model_dump(mode="json") for e in f.evidence] if f else []
+                    evidence = list(f.evidence or []) if f else []
                     judge = f.source if f else ""
                 d = decided.get(item)
                 out[item] = {

@@ -4,6 +4,7 @@ HTTP lives: parameters, cookies, status codes, the recording's byte ranges."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import mimetypes
 import re
 from collections.abc import Callable
@@ -39,11 +40,38 @@ def error_response(e: Exception) -> JSONResponse:
     raise e
 
 
+def _json_default(value: Any) -> Any:
+    """What ``jsonable_encoder`` would make of the few non-JSON values a service answer may hold."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSON answer rendered by ``json.dumps`` alone. A route returning a dict has FastAPI walk it with
+    ``jsonable_encoder`` first: 8.3 ms for a 100-item queue page against 0.8 ms for ``json.dumps``
+    (bench/web_load.py). The service functions already return plain JSON values, so the walk buys nothing."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"),
+                          default=_json_default).encode("utf-8")
+
+
 def call(fn: Callable[..., T], *args: Any) -> T | JSONResponse:
     try:
         return fn(*args)
     except (Stale, NotFound, Forbidden, Invalid, Conflict) as e:
         return error_response(e)
+
+
+def answer(fn: Callable[..., Any], *args: Any, status_code: int = 200) -> Response:
+    """``fn(*args)`` as the route's response: its JSON (``FastJSONResponse``), or the error it raised."""
+    result = call(fn, *args)
+    return result if isinstance(result, Response) else FastJSONResponse(result, status_code=status_code)
 
 
 # -- sessions ------------------------------------------------------------------------------------------
@@ -78,10 +106,10 @@ def logout(request: Request, s: SessionDep, a: AuthDep, _: WriteUser) -> Respons
 
 
 @router.get("/me")
-def me(a: AuthDep) -> dict[str, Any]:
+def me(a: AuthDep) -> Response:
     u = a.user
-    return {"login": u.login, "role": u.role, "agent_id": u.agent_id, "teams": list(u.teams),
-            "csrf_token": a.csrf_token}
+    return FastJSONResponse({"login": u.login, "role": u.role, "agent_id": u.agent_id, "teams": list(u.teams),
+                             "csrf_token": a.csrf_token})
 
 
 # -- queue ---------------------------------------------------------------------------------------------
@@ -95,17 +123,19 @@ Text = Annotated[str | None, Query()]
 def queue(s: SessionDep, user: CurrentUser, date: Day = None, from_: From = None, to: Day = None,
           site: Text = None, team: Text = None, agent: Text = None, complaint_type: Text = None,
           flag: Text = None, status: Text = None, limit: Annotated[int | None, Query()] = None,
-          cursor: Text = None) -> dict[str, Any] | JSONResponse:
+          cursor: Text = None) -> Response:
     filters = service.QueueFilters(date=date, from_=from_, to=to, site=site, team=team, agent=agent,
                                    complaint_type=complaint_type, flag=flag, status=status, limit=limit,
                                    cursor=cursor)
-    return call(service.queue, s, user, filters)
+    return answer(service.queue, s, user, filters)
 
 
 @router.post("/queue/next", response_model=None)
-def take_next(s: SessionDep, user: WriteUser) -> dict[str, Any] | Response:
+def take_next(s: SessionDep, user: WriteUser) -> Response:
     item = call(service.take_next, s, user)
-    return Response(status_code=204) if item is None else item
+    if isinstance(item, Response):
+        return item
+    return Response(status_code=204) if item is None else FastJSONResponse(item)
 
 
 # -- conversations -------------------------------------------------------------------------------------
@@ -114,15 +144,15 @@ def take_next(s: SessionDep, user: WriteUser) -> dict[str, Any] | Response:
 def search(s: SessionDep, user: CurrentUser, q: str = "", from_: From = None, to: Day = None,
            site: Text = None, team: Text = None, agent: Text = None, complaint_type: Text = None,
            flag: Text = None, item_missed: Text = None, limit: Annotated[int | None, Query()] = None,
-           cursor: Text = None) -> dict[str, Any] | JSONResponse:
+           cursor: Text = None) -> Response:
     filters = SearchFilters(from_=from_, to=to, site=site, team=team, agent=agent, complaint_type=complaint_type,
                             flag=flag, item_missed=item_missed, limit=limit, cursor=cursor)
-    return call(service.search, s, user, q, filters)
+    return answer(service.search, s, user, q, filters)
 
 
 @router.get("/conversations/{conv_id}", response_model=None)
-def conversation(s: SessionDep, user: CurrentUser, conv_id: str) -> dict[str, Any] | JSONResponse:
-    return call(service.conversation, s, user, conv_id)
+def conversation(s: SessionDep, user: CurrentUser, conv_id: str) -> Response:
+    return answer(service.conversation, s, user, conv_id)
 
 
 def audio_file(inbox: Path | None, date: dt.date, conv_id: str) -> Path | None:
@@ -157,44 +187,43 @@ def audio(s: SessionDep, user: CurrentUser, inbox: InboxDep, conv_id: str) -> Re
 
 @router.post("/conversations/{conv_id}/review", response_model=None)
 def review(s: SessionDep, user: WriteUser, conv_id: str,
-           body: Annotated[dict[str, Any], Body()]) -> dict[str, Any] | JSONResponse:
-    return call(service.review, s, user, conv_id, body.get("version"), body.get("decisions"))
+           body: Annotated[dict[str, Any], Body()]) -> Response:
+    return answer(service.review, s, user, conv_id, body.get("version"), body.get("decisions"))
 
 
 @router.post("/conversations/{conv_id}/assign", response_model=None)
 def assign(s: SessionDep, user: WriteUser, conv_id: str,
-           body: Annotated[dict[str, Any], Body()]) -> dict[str, Any] | JSONResponse:
-    return call(service.assign, s, user, conv_id, body.get("to"))
+           body: Annotated[dict[str, Any], Body()]) -> Response:
+    return answer(service.assign, s, user, conv_id, body.get("to"))
 
 
 @router.post("/conversations/{conv_id}/appeals", response_model=None)
 def file_appeal(s: SessionDep, user: WriteUser, conv_id: str,
-                body: Annotated[dict[str, Any], Body()]) -> JSONResponse:
-    result = call(service.file_appeal, s, user, conv_id, body.get("item"), body.get("reason"))
-    return result if isinstance(result, JSONResponse) else JSONResponse(result, status_code=201)
+                body: Annotated[dict[str, Any], Body()]) -> Response:
+    return answer(service.file_appeal, s, user, conv_id, body.get("item"), body.get("reason"), status_code=201)
 
 
 @router.get("/conversations/{conv_id}/audit", response_model=None)
-def audit(s: SessionDep, user: CurrentUser, conv_id: str) -> list[dict[str, Any]] | JSONResponse:
-    return call(service.audit, s, user, conv_id)
+def audit(s: SessionDep, user: CurrentUser, conv_id: str) -> Response:
+    return answer(service.audit, s, user, conv_id)
 
 
 # -- appeals, agreement --------------------------------------------------------------------------------
 
 @router.get("/appeals", response_model=None)
 def appeals(s: SessionDep, user: CurrentUser, status: Text = None, limit: Annotated[int | None, Query()] = None,
-            cursor: Text = None) -> dict[str, Any] | JSONResponse:
-    return call(service.appeals, s, user, status, limit, cursor)
+            cursor: Text = None) -> Response:
+    return answer(service.appeals, s, user, status, limit, cursor)
 
 
 @router.post("/appeals/{appeal_id}/ruling", response_model=None)
 def rule(s: SessionDep, user: WriteUser, appeal_id: int,
-         body: Annotated[dict[str, Any], Body()]) -> dict[str, Any] | JSONResponse:
-    return call(service.rule_appeal, s, user, appeal_id, body.get("decision"), body.get("value"),
-                body.get("reason"))
+         body: Annotated[dict[str, Any], Body()]) -> Response:
+    return answer(service.rule_appeal, s, user, appeal_id, body.get("decision"), body.get("value"),
+                  body.get("reason"))
 
 
 @router.get("/agreement", response_model=None)
 def agreement(s: SessionDep, user: CurrentUser, from_: From = None, to: Day = None,
-              team: Text = None) -> list[dict[str, Any]] | JSONResponse:
-    return call(service.agreement, s, user, from_, to, team)
+              team: Text = None) -> Response:
+    return answer(service.agreement, s, user, from_, to, team)

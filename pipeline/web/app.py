@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,6 +40,44 @@ def _sqlite_wal(store: Store) -> None:
             conn.execute(text("PRAGMA journal_mode=WAL"))
 
 
+def _warm_segmenter(settings: Settings) -> None:
+    from pipeline.text import load_nlp
+
+    try:
+        load_nlp(settings.lexicon_path)
+    except Exception:  # a broken lexicon shows itself on the first search, with its error
+        log.warning("could not preload the segmenter", exc_info=True)
+
+
+class SecurityHeaders:
+    """Nothing a signed-in user sees belongs in a shared cache, and pages must not be framed: these headers
+    on every answer (Cache-Control not on /static/), unless the route set them. A plain ASGI middleware:
+    ``@app.middleware("http")`` (Starlette's BaseHTTPMiddleware) runs each request through extra tasks and
+    memory streams, a few ms of CPU per request under load."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope.get("path", "").startswith("/static/")
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = [] if static else [(b"cache-control", b"no-store")]
+                extra += [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                          (b"referrer-policy", b"same-origin")]
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: Settings, db_url: str | None = None, inbox: Path | str | None = None) -> FastAPI:
     """The app over the store at ``db_url`` (default: the settings' database), serving recordings from
     ``inbox``. Raises ``ConfigError`` for a missing or weak secret in production or a missing inbox."""
@@ -50,6 +90,8 @@ def create_app(settings: Settings, db_url: str | None = None, inbox: Path | str 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # jieba and spaCy take seconds to load: do it now, beside serving, not in the first search
+        threading.Thread(target=_warm_segmenter, args=(settings,), daemon=True, name="zhijian-warm").start()
         yield
         store.close()
 
@@ -61,18 +103,13 @@ def create_app(settings: Settings, db_url: str | None = None, inbox: Path | str 
     async def _to_sign_in(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(exc.location, status_code=303)
 
-    @app.middleware("http")
-    async def _no_store(request: Request, call_next: Any) -> Response:
-        # nothing a signed-in user sees belongs in a shared cache; and pages must not be framed
-        response = await call_next(request)
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     app.include_router(api.router)
+    # the trainers' and operations' reports (培训报告 / 运营看板, pipeline/reports), same session and roles
+    from pipeline.reports.pages import router as reports_router
+
+    app.include_router(reports_router)
 
     @app.get("/api/health", include_in_schema=False)
     def health() -> JSONResponse:
@@ -84,3 +121,20 @@ def create_app(settings: Settings, db_url: str | None = None, inbox: Path | str 
     if (HERE / "static").is_dir():
         app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return app
+
+
+# How ``zhijian web --workers N`` hands its --db and --inbox to the worker processes uvicorn starts: each
+# worker imports this module and calls ``app_from_env`` (uvicorn needs an import string to start workers).
+ENV_DB_URL = "ZHIJIAN_WEB_DB_URL"
+ENV_INBOX = "ZHIJIAN_WEB_INBOX"
+
+
+def app_from_env() -> FastAPI:
+    """The app factory by import string (``pipeline.web.app:app_from_env``, uvicorn ``factory=True``): the
+    settings from the environment as always, the database from ``ZHIJIAN_WEB_DB_URL`` (default: the
+    settings'), the recordings from ``ZHIJIAN_WEB_INBOX`` (default: none)."""
+    from pipeline.config import get_settings
+
+    settings = get_settings()
+    return create_app(settings, os.environ.get(ENV_DB_URL) or settings.database_url,
+                      os.environ.get(ENV_INBOX) or None)

@@ -9,18 +9,21 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from pipeline.config import get_settings
 from pipeline.errors import ConfigError
-from pipeline.store.models import ROLES
-from pipeline.store.review import User
+from pipeline.schema import ROLES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+# The store, SQLAlchemy's ORM and the web stack are imported inside the commands: every `zhijian` command
+# loads this module, and `zhijian report agent` must answer in under 2 s (issue 9).
 
 DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL (default: SQLite in the data dir)")]
 _err = Console(stderr=True)
@@ -54,6 +57,8 @@ def users_add(
     db: DbOption = None,
 ) -> None:
     """Create a workbench account (or reset an existing one's password, role and teams)."""
+    from sqlalchemy.exc import IntegrityError
+
     from pipeline.store import review as repo
     from pipeline.web.auth import hash_password
 
@@ -117,19 +122,39 @@ def web(
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8000,
     inbox: Annotated[Path | None, typer.Option("--inbox", help="where the recordings are (to play them)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="server processes (default 1); one Python "
+                                         "process serves requests one CPU core's worth at a time, so give about "
+                                         "one per core the machine can spare")] = 1,
 ) -> None:
     """Serve the review workbench (pages and the review API)."""
+    import os
+    import secrets
+
     import uvicorn
 
-    from pipeline.web.app import create_app
+    from pipeline.web.app import ENV_DB_URL, ENV_INBOX, create_app
 
     settings = get_settings()
     try:
+        # built here even with workers: the store is migrated once, and a bad setting fails before any starts
         app = create_app(settings, db or settings.database_url, inbox)
     except ConfigError as e:
         raise _fail(str(e)) from None
-    _err.print(f"质检 workbench on http://{host}:{port}/  (API: /api, docs: /api/docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    _err.print(f"质检 workbench on http://{host}:{port}/  (API: /api, docs: /api/docs)"
+               + (f", {workers} workers" if workers > 1 else ""))
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+        return
+    app.state.store.close()
+    os.environ[ENV_DB_URL] = db or settings.database_url
+    if inbox is not None:
+        os.environ[ENV_INBOX] = str(inbox)
+    if settings.web.secret_key is None or not settings.web.secret_key.get_secret_value():
+        # development without a key: one random key for all workers, or a session made by one worker
+        # would be unknown to the next (production never gets here: create_app refused to start)
+        os.environ["ZHIJIAN_WEB__SECRET_KEY"] = secrets.token_urlsafe(48)
+    uvicorn.run("pipeline.web.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="info", proxy_headers=True)
 
 
 def agreement(
@@ -140,6 +165,7 @@ def agreement(
     db: DbOption = None,
 ) -> None:
     """Machine vs reviewers, per item: n, raw agreement and Cohen's kappa over the reviews of the period."""
+    from pipeline.store.review import User
     from pipeline.web import service
 
     try:

@@ -28,18 +28,20 @@ from pipeline.store import Store
 from pipeline.store.review import User
 from pipeline.web import auth
 
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` one in the thread pool, a
+# thread hop per dependency per request (the database ones stay plain: they must not block the event loop).
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_inbox(request: Request) -> Path | None:
+async def get_inbox(request: Request) -> Path | None:
     inbox: Path | None = request.app.state.inbox
     return inbox
 
@@ -95,11 +97,11 @@ def current_auth(request: Request, s: SessionDep) -> Auth:
 AuthDep = Annotated[Auth, Depends(current_auth)]
 
 
-def current_user(a: AuthDep) -> User:
+async def current_user(a: AuthDep) -> User:
     return a.user
 
 
-def write_user(request: Request, a: AuthDep) -> User:
+async def write_user(request: Request, a: AuthDep) -> User:
     if not auth.csrf_ok(a.csrf_token, request.headers.get(auth.CSRF_HEADER)):
         raise HTTPException(403, f"missing or wrong {auth.CSRF_HEADER} header")
     return a.user

@@ -232,8 +232,13 @@ def _item_of(message: str, items: Sequence[str]) -> str | None:
 def review(s: Session, user: User, conv_id: str, version: Any, decisions_: Sequence[Mapping[str, Any]]
            ) -> dict[str, Any]:
     """``POST /api/conversations/{id}/review``: confirm or override items; the store recomputes the score.
-    Everything is checked before anything is written; a stale ``version`` writes nothing."""
-    row = repo.visible_row(s, user, conv_id)
+    Everything is checked before anything is written; a stale ``version`` writes nothing.
+
+    The checks read only the columns they need (not the record in force, with its transcript): the store
+    reads the conversation again under a row lock to write, and the answer is read once after that."""
+    c = ConversationRow
+    row = None if "\x00" in conv_id else s.execute(
+        select(c.id, c.status, c.machine_result).where(c.id == conv_id, repo.visible(user))).one_or_none()
     if row is None:
         raise NotFound(conv_id)
     if not user.may_review:

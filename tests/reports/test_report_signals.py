@@ -128,6 +128,12 @@ def test_repeats_fire_and_do_not_fire(empty_store: Store) -> None:
     ], key=lambda r: (r["complaint_type"], r["key"]))
     # the pair found by customer and by room is listed once (a1/a2 share both)
     assert sum(1 for r in repeats if a2.result.id in r["conversations"]) == 1
+    # a site's or a team's dashboard shows only its own
+    found = signals_for(s, D)
+    assert [r["key"] for r in sig.scoped(s.engine, found, "site", "海棠湾")["repeats"]] == ["customer:134****0006"]
+    team = sig.scoped(s.engine, found, "team", "阳光花园客服组")
+    assert {r["key"] for r in team["repeats"]} == {"customer:138****0001", "room:阳光花园 2-1-1502"}
+    assert team["spikes"] == []
     # the day before: h1/h2 fired then
     yesterday = signals_for(s, D - dt.timedelta(days=1))["repeats"]
     assert [r["conversations"] for r in yesterday] == [[h1.result.id, h2.result.id]]

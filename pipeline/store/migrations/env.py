@@ -9,7 +9,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from pipeline.store.models import Base
+from pipeline.store.models import Base, include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,7 +17,9 @@ target_metadata = Base.metadata
 
 def _run(connection: Connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode lets later migrations run there too.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    # include_name: the search index's own tables are made by hand in the migrations; autogenerate leaves them be
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()
 
