@@ -40,6 +40,21 @@ def test_only_what_the_caller_may_see(workbench: Workbench) -> None:
     assert _ids(workbench.get("a101", "/api/conversations?q=厨房 漏水").json()) == [LEAK_ID]
 
 
+def test_the_index_follows_a_conversation_moved_to_another_team_or_agent(workbench: Workbench) -> None:
+    # PostgreSQL's search_docs carries team and agent (migration 0006): a trigger on conversations keeps them
+    from pipeline.store.models import ConversationRow
+
+    with workbench.store._session() as s:
+        row = s.get(ConversationRow, LEAK_ID)
+        assert row is not None
+        row.team, row.agent_id = T2, "A102"
+        s.commit()
+    assert _ids(workbench.get("qa2", "/api/conversations?q=厨房 漏水").json()) == [LEAK_ID]
+    assert _ids(workbench.get("a102", "/api/conversations?q=厨房 漏水").json()) == [LEAK_ID]
+    assert _ids(workbench.get("a101", "/api/conversations?q=厨房 漏水").json()) == []
+    assert _ids(workbench.get("qa", f"/api/conversations?q=厨房 漏水&team={T2}").json()) == [LEAK_ID]
+
+
 def test_newest_first_with_pages_that_never_repeat_or_skip(workbench: Workbench) -> None:
     whole = workbench.get("admin", "/api/conversations?limit=500").json()["items"]
     keys = [(it["date"], it["id"]) for it in whole]
