@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import unicodedata
+import uuid
 import wave
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,3 +149,39 @@ def edit_distance(a: str, b: str) -> int:
 def cer(hyp: str, ref: str) -> float:
     h, r = norm(hyp), norm(ref)
     return edit_distance(h, r) / max(1, len(r))
+
+
+# -- PostgreSQL: a fresh schema per test -----------------------------------------------------------
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_url(prefix: str = "zj_test") -> Iterator[str]:
+    """A store URL on a fresh PostgreSQL schema of its own (dropped afterwards). search_path is set on every
+    connection, so the store's tables and Alembic's version table all land there. The server must be up;
+    ZHIJIAN_SKIP_POSTGRES=1 skips instead."""
+    import psycopg
+    import pytest
+    from sqlalchemy import create_engine, text
+
+    try:
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3).close()
+    except psycopg.Error as e:
+        if os.environ.get("ZHIJIAN_SKIP_POSTGRES") == "1":
+            pytest.skip(f"PostgreSQL not reachable (ZHIJIAN_SKIP_POSTGRES=1): {e}")
+        pytest.fail(
+            f"PostgreSQL at {PG_ADMIN} is not reachable: {e}\n"
+            "Start it (pg_ctlcluster --skip-systemctl-redirect <version> main start) "
+            "or set ZHIJIAN_SKIP_POSTGRES=1 to skip the PostgreSQL cases.",
+            pytrace=False,
+        )
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -5,19 +5,16 @@ into SQLite and into a PostgreSQL schema of its own."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy import create_engine, text
+from zhijian_testing import postgres_url
 
 from pipeline.config import Settings
 from pipeline.schema import Analysis
@@ -27,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import report_store  # noqa: E402
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START = dt.date(2026, 10, 5)  # a Monday: four whole ISO weeks
 DAYS = 28
 END = START + dt.timedelta(days=DAYS - 1)
@@ -62,31 +58,11 @@ def judged(settings: Settings) -> Judged:
     return Judged(analyses, {c["id"]: c for chats in days.values() for c in chats})
 
 
-def pg_schema_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema (dropped afterwards); skipped only with ZHIJIAN_SKIP_POSTGRES=1."""
-    try:
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3).close()
-    except psycopg.Error as e:
-        if os.environ.get("ZHIJIAN_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL not reachable (ZHIJIAN_SKIP_POSTGRES=1): {e}")
-        pytest.fail(f"PostgreSQL at {PG_ADMIN} is not reachable: {e}", pytrace=False)
-    schema = f"zj_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def _url(kind: str, folder: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{folder / 'reports.db'}"
     else:
-        yield from pg_schema_url()
+        yield from postgres_url()
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

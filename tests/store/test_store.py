@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import func, inspect, select, text
+from zhijian_testing import postgres_url
 
 from pipeline.schema import (
     SCRIPT_ITEMS,
@@ -40,7 +38,6 @@ from pipeline.store.models import (
     include_name,
 )
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DAY = "2026-11-21"
 TZ = dt.timezone(dt.timedelta(hours=8))
 
@@ -107,37 +104,12 @@ def make_failure(conv_id: str, code: str = "E006", message: str = "no speech fou
 
 # -- one database per test, of each kind -----------------------------------------------------------
 
-def _postgres_url() -> Iterator[str]:
-    try:
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3).close()
-    except psycopg.Error as e:
-        if os.environ.get("ZHIJIAN_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL not reachable (ZHIJIAN_SKIP_POSTGRES=1): {e}")
-        pytest.fail(
-            f"PostgreSQL at {PG_ADMIN} is not reachable: {e}\n"
-            "Start it (pg_ctlcluster --skip-systemctl-redirect <version> main start) "
-            "or set ZHIJIAN_SKIP_POSTGRES=1 to skip the PostgreSQL cases.",
-            pytrace=False,
-        )
-    schema = f"zj_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        # search_path on every connection: the store's tables and Alembic's version table all land here.
-        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'nested' / 'dir' / 'zhijian.db'}"  # parent dirs made on open
     else:
-        yield from _postgres_url()
+        yield from postgres_url()
 
 
 @pytest.fixture

@@ -5,22 +5,18 @@ API clients. Every test gets a fresh database of each kind: SQLite, and PostgreS
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from zhijian_testing import postgres_url
 
 from pipeline.config import ReviewSettings, Settings
 from pipeline.schema import Analysis, ConversationMeta, Transcript, Turn
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PASSWORD = "correct horse battery"
 TODAY = dt.date.today()
 OLD = TODAY - dt.timedelta(days=30)  # outside the 7-day appeal window
@@ -84,31 +80,12 @@ def analyses(settings: Settings) -> list[Analysis]:
     return out
 
 
-def _postgres_url() -> Iterator[str]:
-    try:
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3).close()
-    except psycopg.Error as e:
-        if os.environ.get("ZHIJIAN_SKIP_POSTGRES") == "1":
-            pytest.skip(f"PostgreSQL not reachable (ZHIJIAN_SKIP_POSTGRES=1): {e}")
-        pytest.fail(f"PostgreSQL at {PG_ADMIN} is not reachable: {e}", pytrace=False)
-    schema = f"zj_web_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def web_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'workbench.db'}"
     else:
-        yield from _postgres_url()
+        yield from postgres_url("zj_web")
 
 
 @pytest.fixture(scope="session")
