@@ -215,7 +215,12 @@ class Proxy:
         except OSError:
             pass
         finally:
+            # shutdown before close: the other direction's pump may be blocked in recv() on the same socket,
+            # and a bare close() then leaves the connection open, so the client never sees the server go and
+            # waits for its reply forever (the CI hang of stop 13)
             for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     s.close()
 

@@ -121,8 +121,12 @@ _upgrade = migrate  # ``Store(migrate=...)`` shadows the name
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        # a server that does not answer fails the connection in 10 s (then the caller's retries decide)
-        args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        # a server that does not answer fails the connection in 10 s (then the caller's retries decide); a
+        # link that dies silently mid-night (no FIN: a cable, a firewall's idle cut) is noticed by TCP
+        # keepalives and tcp_user_timeout instead of a wait for a reply that never comes (stop 13's hang)
+        args: dict[str, Any] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
+                                "keepalives_interval": 10, "keepalives_count": 3,
+                                "tcp_user_timeout": 60_000} if parsed.get_backend_name() == "postgresql" else {}
         return create_engine(url, connect_args=args)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
