@@ -81,38 +81,42 @@ def _wait_for(predicate: Any, proc: subprocess.Popen[bytes], log: Path, timeout:
 
 
 def test_sigkill_then_resume(night: Night, tmp_path: Path, settings: Settings, prefect_home: Path) -> None:
-    """Kill ``zhijian run`` (SIGKILL, the whole group) after the chats and the first call are stored, run it
-    again: every conversation exactly once, results equal to an uninterrupted run's, and only the call that
-    was not stored is recognised again."""
+    """Kill ``zhijian run`` (SIGKILL, the whole group) as soon as a call is stored, run it again: every
+    conversation exactly once, results equal to an uninterrupted run's, and only what was not stored is
+    recognised and judged again. Which conversations were stored at the kill depends on timing (the second
+    call may be judged in the same moment as the first, or in the same batch): the test reads it, then
+    checks the resumed run against it (a fixed expectation failed under load, stop 13)."""
     from flows.nightly import nightly
 
     inbox = _inbox(tmp_path, ["stereo_short", "mono_short"])
     db = tmp_path / "killed.db"
-    first_call, second_call = night.call_ids  # the night fixture recognised the same two recordings
+    calls = set(night.call_ids)  # the night fixture recognised the same two recordings
     log = tmp_path / "run1.log"
     proc = _start(inbox, db, prefect_home, log)
     try:
-        _wait_for(lambda: first_call in _stored(db), proc, log)
-        assert second_call not in _stored(db)
+        _wait_for(lambda: bool(calls & set(_stored(db))), proc, log)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert set(_stored(db)) == {*CHAT_IDS, first_call}
+    kept = set(_stored(db))
+    calls_left = len(calls - kept)
+    assert kept and kept <= {*CHAT_IDS, *calls}
 
     log2 = tmp_path / "run2.log"
     again = _start(inbox, db, prefect_home, log2)
     assert again.wait(timeout=900) == 0, log2.read_text()[-3000:]
     output = log2.read_text()
-    assert "5 skipped" in output and "1 calls recognised" in output, output[-2000:]
+    assert f"{len(kept)} skipped" in output and f"{calls_left} calls recognised" in output, output[-2000:]
 
     with Store(f"sqlite:///{db}") as store:
         runs = store.runs(DAY)
         results = {r["id"]: r for r in store.results(DAY)}
         assert store.count() == 6 and not store.failures(DAY)
     assert [r["status"] for r in runs] == ["interrupted", "finished"]
-    assert (runs[1]["counts"]["skipped"], runs[1]["counts"]["recognised"], runs[1]["counts"]["analysed"]) == (5, 1, 1)
-    assert sorted(results) == sorted([*CHAT_IDS, first_call, second_call])
+    counts = runs[1]["counts"]
+    assert (counts["skipped"], counts["recognised"], counts["analysed"]) == (len(kept), calls_left, 6 - len(kept))
+    assert sorted(results) == sorted([*CHAT_IDS, *calls])
 
     # an uninterrupted run's results: the night fixture's for the calls, a fresh run's for the chats
     reference_inbox = _inbox(tmp_path / "ref", [])
