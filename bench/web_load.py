@@ -147,10 +147,11 @@ def copy_from(engine: Engine, source: str) -> None:
             print(f"  copied {n:,} {table} rows from {source}", flush=True)
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        # every table of the store, the search index's own (filled by triggers as turns came in) too
+        # every table of the store, the search index's own (filled by triggers as turns came in) too;
+        # VACUUM as autovacuum would after such a write (it may be off): the GIN index's pending list flushed
         for (table,) in conn.execute(text("SELECT table_name FROM information_schema.tables "
                                           "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")):
-            conn.execute(text(f'ANALYZE "{table}"'))
+            conn.execute(text(f'VACUUM ANALYZE "{table}"'))
     print(f"copied in {time.monotonic() - started:.0f} s", flush=True)
 
 
@@ -437,8 +438,10 @@ class Client:
             params["cursor"] = self.cursors.pop(key)  # the next page of a list already opened
         params["limit"] = str(self.rng.choice((20, 50, 50, 100)))
         response = self._timed("queue", lambda: self.http.get("/api/queue", params=params))
-        if response is not None and response.json().get("next_cursor"):
-            self.cursors[key] = response.json()["next_cursor"]
+        # the body parsed once (the client shares the server's CPUs: its waste is the server's latency)
+        next_cursor = response.json().get("next_cursor") if response is not None else None
+        if next_cursor:
+            self.cursors[key] = next_cursor
 
     def conversation(self) -> None:
         conv_id = self.rng.choice(self.pools.ids[self.role])
@@ -478,7 +481,8 @@ class Client:
             read = self._timed("review", lambda: self.http.get(path), record=False)
             if read is None:
                 return
-            body = {"version": read.json()["version"], "decisions": self._decisions(read.json())}
+            record = read.json()
+            body = {"version": record["version"], "decisions": self._decisions(record)}
             post = partial(self.http.post, f"{path}/review", json=body, headers={"X-CSRF-Token": self.csrf})
             answer = self._timed("review", post, ok=(200, 409))
             if answer is None or answer.status_code == 200:
@@ -635,12 +639,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        for i, c in enumerate(clients)]
             print(f"load: {args.clients} clients ({', '.join(roles_of(args.clients))}), {args.per_kind} requests "
                   f"of each kind, at most {args.max_seconds:g} s", flush=True)
-            started = time.monotonic()
+            started, client_cpu = time.monotonic(), time.process_time()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             wall = time.monotonic() - started
+            client_cpu = time.process_time() - client_cpu  # the clients' own share of the CPUs
             rss_after = memory_kib(server.process.pid)
             server_cpu = cpu_seconds(server.process.pid) - cpu_before
             alive = server.process.poll() is None
@@ -662,7 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{kind} {ms:.0f} ms, server CPU {cpu:.0f} ms" for kind, (cpu, ms) in alone.items()))
     load = os.getloadavg()
     print(f"server CPU: {server_cpu:.1f} s over the load, {server_cpu * 1000 / max(1, len(samples)):.1f} ms per "
-          f"request (PostgreSQL's not included); machine load average {load[0]:.1f} on {os.cpu_count()} CPUs")
+          f"request (PostgreSQL's not included); the clients' {client_cpu * 1000 / max(1, len(samples)):.1f} ms; "
+          f"machine load average {load[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"server RSS: {rss_before.get('VmRSS', 0) / 1024:.0f} MiB after warm-up, "
           f"{rss_after.get('VmRSS', 0) / 1024:.0f} MiB after the load (peak {rss_after.get('VmHWM', 0) / 1024:.0f}"
           " MiB)")

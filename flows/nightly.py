@@ -14,9 +14,15 @@ Retries are on I/O only: reading the inbox (Prefect retries with backoff on ``OS
 deterministic, so retrying them would only repeat a failure. A bad recording becomes a ``Failure`` and the
 night goes on; one conversation the store refuses becomes that conversation's failure row (E033).
 
-Work units are ready for a distributed task runner: the flow process holds ids, content hashes and
-summaries; transcripts travel from a ``transcribe`` task to a ``judge_and_store`` task at most ``BATCH``
-at a time, and workers open the store themselves.
+Calls are recognised in groups (``pipeline.asr.transcribe_jobs``, which batches recognition across the
+calls of a group). In-process (the default) a ``ThreadPoolTaskRunner`` recognises and a second one judges
+and stores, ``BATCH`` conversations at a time. On Dask (``workers`` > 0: a local cluster of that many
+processes; ``dask_address``: an existing scheduler and its workers) each group is one task that
+recognises, judges and stores on its worker: every worker loads the models once (per-process caches) and
+writes to the store itself, so the flow process holds only ids, content hashes and ``Outcome``s, never a
+transcript. Recognition on a worker is bounded by a Prefect global concurrency limit of its own
+(``transcribe_concurrency`` slots, named per night and worker, so a killed night's lease never holds up
+the next one); the progress callback stays in the flow process and is fed from the returned Outcomes.
 
 Runs without a Prefect server (ephemeral API). To run every night at 02:00 for yesterday:
 ``zhijian serve --inbox /srv/inbox --cron "0 2 * * *"`` (see README).
@@ -25,11 +31,16 @@ Runs without a Prefect server (ephemeral API). To run every night at 02:00 for y
 from __future__ import annotations
 
 import logging
+import os
+import re
 import socket
+import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from datetime import date as date_cls
 from datetime import timedelta
 from pathlib import Path
@@ -44,7 +55,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.analysis import BATCH, Analyser
-from pipeline.asr import transcribe_job
+from pipeline.asr import transcribe_jobs
 from pipeline.config import Settings, get_settings
 from pipeline.errors import InputError, ZhijianError
 from pipeline.ingest import CallJob, check_date, discover, failure, read_chat
@@ -56,6 +67,8 @@ log = logging.getLogger("zhijian")
 
 # failures that a re-run redoes even when the input and the pipeline are unchanged: they may not happen again
 TRANSIENT = frozenset({"E009", "E033", "E099"})
+ASR_LIMIT_PREFIX = "zhijian-asr"
+LEASE_SECONDS = 120.0  # a recognition slot's lease (renewed by Prefect while the group is recognised)
 T = TypeVar("T")
 
 
@@ -81,6 +94,18 @@ def _tell(progress: ProgressCallback | None, stage: str, conv_id: str = "", sour
 
 class StoreUnavailable(ZhijianError):
     """The database did not answer through every retry (E034). Everything committed before stays."""
+
+    def __init__(self, code: str, path: str | None = None, **kwargs: object) -> None:
+        super().__init__(code, path, **kwargs)
+        self._kwargs = kwargs
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # raised on a Dask worker, it travels back to the flow by pickle: rebuilt from its code and values
+        return _rebuild_unavailable, (self.code, self.path, self._kwargs)
+
+
+def _rebuild_unavailable(code: str, path: str | None, kwargs: dict[str, object]) -> StoreUnavailable:
+    return StoreUnavailable(code, path, **kwargs)
 
 
 def _transient_db_error(e: BaseException) -> bool:
@@ -119,6 +144,7 @@ class NightContext:
     version: str
     settings: Settings
     progress: ProgressCallback | None = field(default=None, compare=False)
+    asr_limit: str = ""  # on Dask: the prefix of the workers' recognition concurrency limits
 
 
 @dataclass(frozen=True)
@@ -244,18 +270,19 @@ def stored_versions(db_url: str, settings: Settings, ids: list[str]) -> dict[str
 
 
 @task(name="transcribe", tags=["asr-model"], cache_policy=NO_CACHE)
-def transcribe(job: CallJob, settings: Settings, progress: ProgressCallback | None = None) -> Transcript | Failure:
-    _tell(progress, "recognising", job.meta.id, str(job.audio_path))
-    result = transcribe_job(job, settings)
-    _tell(progress, "recognised", job.meta.id, str(job.audio_path))
-    return result
+def transcribe(jobs: list[CallJob], settings: Settings,
+               progress: ProgressCallback | None = None) -> list[Transcript | Failure]:
+    """One group of calls, recognised together; each call's transcript or failure, in order."""
+    for job in jobs:
+        _tell(progress, "recognising", job.meta.id, str(job.audio_path))
+    results = transcribe_jobs(jobs, settings)
+    for job in jobs:
+        _tell(progress, "recognised", job.meta.id, str(job.audio_path))
+    return results
 
 
-@task(name="judge-and-store", cache_policy=NO_CACHE)
-def judge_and_store(items: list[Transcript | Failure | ChatRef], digests: dict[str, str | None],
-                    ctx: NightContext) -> list[Outcome]:
-    """Judge the transcripts in one batch (``Analyser.pipe``), then store each conversation — analysis or
-    failure — in its own transaction, in order. Chats are read here from their files."""
+def _judge_and_store(items: Sequence[Transcript | Failure | ChatRef], digests: dict[str, str | None],
+                     ctx: NightContext) -> list[Outcome]:
     out: list[Outcome] = []
     transcripts: list[Transcript] = []
     for item in items:
@@ -278,6 +305,44 @@ def judge_and_store(items: list[Transcript | Failure | ChatRef], digests: dict[s
     return out
 
 
+@task(name="judge-and-store", cache_policy=NO_CACHE)
+def judge_and_store(items: list[Transcript | Failure | ChatRef], digests: dict[str, str | None],
+                    ctx: NightContext) -> list[Outcome]:
+    """Judge the transcripts in one batch (``Analyser.pipe``), then store each conversation — analysis or
+    failure — in its own transaction, in order. Chats are read here from their files."""
+    return _judge_and_store(items, digests, ctx)
+
+
+_limits: set[str] = set()
+_limits_lock = threading.Lock()
+
+
+def _worker_limit(ctx: NightContext) -> str:
+    """This worker's recognition limit for tonight (created on first use, ``transcribe_concurrency`` slots):
+    one per worker process, so the slots are the worker's, wherever it runs."""
+    from distributed import get_worker
+    from prefect import get_client
+
+    name = f"{ctx.asr_limit}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', get_worker().address)}"
+    with _limits_lock:
+        if name not in _limits:
+            with get_client(sync_client=True) as client:
+                client.upsert_global_concurrency_limit_by_name(name, ctx.settings.transcribe_concurrency)
+            _limits.add(name)
+    return name
+
+
+@task(name="recognise-judge-store", cache_policy=NO_CACHE)
+def recognise_judge_store(jobs: list[CallJob], digests: dict[str, str | None], ctx: NightContext) -> list[Outcome]:
+    """On a Dask worker: one group of calls recognised (under the worker's concurrency limit), judged and
+    stored there; only the Outcomes go back to the flow."""
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(_worker_limit(ctx), occupy=1, lease_duration=LEASE_SECONDS, strict=True):
+        heard = transcribe_jobs(jobs, ctx.settings)
+    return _judge_and_store(heard, digests, ctx)
+
+
 @task(name="store-failures", cache_policy=NO_CACHE)
 def store_failures(failures: list[Failure], digests: dict[str, str | None], ctx: NightContext) -> list[Outcome]:
     return [save_failure(f, ctx, digests.get(f.conversation_id)) for f in failures]
@@ -295,27 +360,148 @@ def skippable(stored: tuple[str, str | None, str | None, str, str | None] | None
     return (s_day, s_hash, s_version) == (day, digest, version) and (status == "ok" or code not in TRANSIENT)
 
 
+def _groups(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for at in range(0, len(items), size):
+        yield list(items[at:at + size])
+
+
 def _calls_in_order(runner: ThreadPoolTaskRunner[Any], jobs: Sequence[CallJob], settings: Settings,
                     progress: ProgressCallback | None) -> Iterator[Transcript | Failure]:
-    """Each call's transcript or failure, in order; at most ``concurrency`` recognised at once and one more
-    queued each, so nothing piles up in the flow process."""
+    """Each call's transcript or failure, in order; at most ``concurrency`` groups recognised at once and one
+    more queued each, so nothing piles up in the flow process."""
     window: deque[PrefectFuture[Any]] = deque()
     ahead = 2 * settings.transcribe_concurrency
-    pending = iter(jobs)
-    for job in pending:
-        window.append(runner.submit(transcribe, parameters={"job": job, "settings": settings, "progress": progress}))
+    for group in _groups(jobs, settings.asr.calls_per_batch):
+        window.append(runner.submit(transcribe, parameters={"jobs": group, "settings": settings,
+                                                           "progress": progress}))
         if len(window) >= ahead:
-            yield window.popleft().result()
+            yield from window.popleft().result()
     while window:
-        yield window.popleft().result()
+        yield from window.popleft().result()
+
+
+def _api_url() -> str:
+    """The Prefect API this flow reports to (an ephemeral one's too), for the workers to report to."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or str(get_client(sync_client=True).api_url)
+
+
+def _drop_limits(prefix: str) -> None:
+    """Delete tonight's recognition limits (their leases with them)."""
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            names: list[str] = []
+            offset = 0
+            while page := client.read_global_concurrency_limits(limit=200, offset=offset):
+                names += [lim.name for lim in page if lim.name.startswith(prefix)]
+                offset += len(page)
+            for name in names:
+                client.delete_global_concurrency_limit_by_name(name)
+    except Exception as e:  # a leftover limit is named for this night only: it never holds up another
+        log.warning("recognition limits %s* could not be removed: %s", prefix, e)
+
+
+async def _quiesce_worker() -> None:
+    """Run on each worker before the night lets go of it: its Prefect events sent (a local worker whose
+    sender is still busy is killed only after the nanny's 4 s wait) and its store connections closed."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (EventsWorker, APILogWorker):
+        drained = service.drain_all(timeout=5)
+        if inspect.isawaitable(drained):
+            await drained
+    close_stores()
+
+
+def _dask_runner(settings: Settings, workers: int, address: str | None) -> Any:
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    cfg = settings.dask
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+        "n_workers": workers, "threads_per_worker": cfg.threads_per_worker, "processes": True,
+        "memory_limit": cfg.memory_limit, "dashboard_address": None, "host": "127.0.0.1"})
+
+
+def _on_dask(runner: Any, todo: Sequence[CallJob | ChatRef], digests: dict[str, str | None], ctx: NightContext,
+             progress: ProgressCallback | None, count: Callable[[list[Outcome]], None],
+             counts: dict[str, Any], ahead: int) -> None:
+    """Every chat batch and call group as a task on the workers, at most ``ahead`` in flight; each task's
+    Outcomes counted (and shown) as it ends."""
+    import distributed
+
+    units: list[tuple[Any, list[Any]]] = [(judge_and_store, g) for g in _groups(
+        [i for i in todo if isinstance(i, ChatRef)], BATCH)]
+    units += [(recognise_judge_store, g) for g in _groups(
+        [i for i in todo if isinstance(i, CallJob)], ctx.settings.asr.calls_per_batch)]
+    flying: dict[Any, tuple[Any, list[Any]]] = {}
+
+    def lost(group: list[Any], e: BaseException) -> list[Outcome]:
+        """A group whose task did not come back (its worker died, or a bug): its conversations are reported
+        as not stored (what the worker committed before stays; the next run of the day does the rest)."""
+        log.error("a group of %d conversations was lost on its worker: %s: %s", len(group), type(e).__name__, e)
+        out = []
+        for item in group:
+            conv_id, source, meta = (item.conversation_id, item.path, item.meta) if isinstance(item, ChatRef) \
+                else (item.meta.id, item.meta.source, item.meta)
+            err = InputError("E099", source, detail=f"lost on its Dask worker: {type(e).__name__}: {e}"[:300])
+            f = failure(conv_id, Path(source), err, stage="worker", meta=meta)
+            out.append(Outcome(conv_id, ok=False, stored=False, failure=f.model_dump(mode="json")))
+        return out
+
+    def land(block: bool) -> None:
+        if not flying:
+            return
+        if block:
+            with runner.client.as_current():  # the night's client is not Dask's default one
+                done = distributed.wait(list(flying), return_when="FIRST_COMPLETED").done
+        else:
+            done = {f for f in flying if f.done()}
+        for wrapped in done:
+            future, group = flying.pop(wrapped)
+            try:
+                outcomes = future.result()
+                counts["recognised"] += sum(isinstance(i, CallJob) for i in group)
+            except (StoreUnavailable, KeyboardInterrupt):
+                raise
+            except Exception as e:
+                outcomes = lost(group, e)
+            count(outcomes)
+            for o in outcomes:
+                _tell(progress, "stored" if o.ok else "failed", o.conversation_id)
+
+    for fn, group in units:
+        mine = {k: digests.get(k) for k in (
+            g.conversation_id if isinstance(g, ChatRef) else g.meta.id for g in group)}
+        key = "items" if fn is judge_and_store else "jobs"
+        future = runner.submit(fn, parameters={key: group, "digests": mine, "ctx": ctx})
+        flying[future.wrapped_future] = (future, group)
+        land(block=len(flying) >= ahead)
+    while flying:
+        land(block=True)
 
 
 @flow(name="zhijian-nightly", validate_parameters=False)
 def nightly(inbox: str, date: str | None = None, db_url: str | None = None, force: bool = False,
-            progress: ProgressCallback | None = None) -> dict[str, Any]:
+            progress: ProgressCallback | None = None, workers: int | None = None,
+            dask_address: str | None = None) -> dict[str, Any]:
     """Process ``inbox/<date>/`` (default: yesterday): each conversation stored as soon as it is judged;
-    what is already stored unchanged is skipped unless ``force``. Returns the night's summary."""
+    what is already stored unchanged is skipped unless ``force``. Returns the night's summary.
+
+    ``workers`` > 0 runs the night on a local Dask cluster of that many processes; ``dask_address`` (or
+    ZHIJIAN_DASK_ADDRESS, ``settings.dask.address``) on an existing Dask scheduler's workers. Default
+    (``settings.dask.workers``, 0 unless set): in-process."""
     settings = get_settings()
+    address = dask_address or os.environ.get("ZHIJIAN_DASK_ADDRESS") or settings.dask.address
+    n_workers = settings.dask.workers if workers is None else workers
     day = check_date(date or (date_cls.today() - timedelta(days=1)).isoformat())
     url = db_url or settings.database_url
     started = time.monotonic()
@@ -332,6 +518,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
     finally:
         store.close()
     ctx = NightContext(day=day, db_url=url, run_id=run_id, version=version, settings=settings, progress=progress)
+    on_dask = bool(address) or n_workers > 0
     counts: dict[str, Any] = {"conversations": 0, "calls": 0, "chats": 0, "analysed": 0, "failed": 0, "skipped": 0,
                               "recognised": 0, "unstored": 0}
     failures: list[dict[str, Any]] = []
@@ -349,6 +536,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
     runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(max_workers=1)
     asr.__enter__()
     runner.__enter__()
+    dask = ExitStack()
     try:
         plan = discover_day(Path(inbox), day)
         ids = [p.conversation_id if isinstance(p, Failure | ChatRef) else p.meta.id for p in plan]
@@ -383,6 +571,10 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
             count(runner.submit(store_failures, parameters={
                 "failures": ingest_failures, "digests": digests, "ctx": ctx}).result())
 
+        if on_dask:
+            _run_on_dask(dask, todo, digests, ctx, progress, count, counts, n_workers, address)
+            todo = []
+
         def judge(batch: list[Any]) -> None:
             count(runner.submit(judge_and_store, parameters={"items": batch, "digests": digests, "ctx": ctx}).result())
 
@@ -406,6 +598,10 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
         status = "interrupted"
         raise
     finally:
+        try:
+            dask.close()  # the local cluster's workers stop here; tonight's recognition limits are dropped
+        except Exception as e:
+            log.warning("the Dask cluster did not close cleanly: %s", e)
         for pool in (asr, runner):
             if status == "interrupted" and pool._executor is not None:
                 # stop now: queued calls are dropped, a call being recognised is abandoned (nothing of it
@@ -426,6 +622,35 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
              counts["skipped"])
     return {"date": day, "db": url, "run_id": run_id, "pipeline_version": version, **counts, "failures": failures,
             "signals": day_signals(url, day, settings)}
+
+
+def _run_on_dask(stack: ExitStack, todo: Sequence[CallJob | ChatRef | Failure], digests: dict[str, str | None],
+                 ctx: NightContext, progress: ProgressCallback | None, count: Callable[[list[Outcome]], None],
+                 counts: dict[str, Any], n_workers: int, address: str | None) -> None:
+    """The night's work on Dask. The workers report to this flow's Prefect API (an ephemeral one included:
+    a remote worker needs PREFECT_API_URL set to a server it can reach), and the flow run's parameters they
+    are sent leave the progress callback behind (it is this process's; it is fed from the Outcomes)."""
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api = _api_url()
+    if address and re.match(r"https?://(127\.|localhost)", api):
+        log.warning("the Prefect API is %s: workers on other machines cannot reach it; start `prefect server "
+                    "start --host 0.0.0.0` and set PREFECT_API_URL (README, \"Workers on several machines\")", api)
+    stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api}))
+    run_ctx = FlowRunContext.get()
+    if run_ctx is not None:
+        stack.enter_context(run_ctx.model_copy(update={"parameters": {
+            k: v for k, v in (run_ctx.parameters or {}).items() if k != "progress"}}))
+    ctx = replace(ctx, progress=None, asr_limit=f"{ASR_LIMIT_PREFIX}-{ctx.run_id}-{uuid.uuid4().hex[:8]}")
+    stack.callback(_drop_limits, ctx.asr_limit)
+    runner = stack.enter_context(_dask_runner(ctx.settings, n_workers, address))
+    stack.callback(runner.client.run, _quiesce_worker, on_error="ignore")
+    nthreads = sum(runner.client.nthreads().values()) or 1
+    log.info("night on Dask: %d workers, %d threads (%s)", len(runner.client.nthreads()), nthreads,
+             address or "local cluster")
+    _on_dask(runner, [i for i in todo if isinstance(i, CallJob | ChatRef)], digests, ctx, progress, count,
+             counts, ahead=2 * nthreads)
 
 
 @task(name="signals", cache_policy=NO_CACHE)

@@ -17,8 +17,11 @@ import hashlib
 import importlib.util
 import logging
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError, InputError
 from pipeline.ingest import CallJob, failure
 from pipeline.roles import TextRoleModel
-from pipeline.schema import ConversationMeta, Failure, Role, Transcript, Turn, Word
+from pipeline.schema import AudioFacts, ConversationMeta, Failure, Role, Transcript, Turn, Word
 from pipeline.text import lexicon_words, to_simplified
 
 log = logging.getLogger("zhijian")
@@ -192,54 +195,160 @@ def _padded(spans: Sequence[tuple[float, float]], duration: float) -> list[tuple
     return out
 
 
-def recognise_spans(model, x: np.ndarray, spans: Sequence[tuple[float, float]],
-                    options: TranscribeOptions) -> list[list[Word]]:
-    """The words spoken in each span of one channel, with their end times in the recording.
+@dataclass(frozen=True)
+class _Packed:
+    """One track's spans (one channel of one call) cut out and joined, with a short silence between them,
+    into windows of up to PACK_S: Whisper always listens to 30 s, so short turns are packed."""
 
-    Whisper always listens to 30 s windows, so short turns are packed: the spans are cut out, joined with
-    a short silence into windows of up to PACK_S, and decoded in batches, each window on its own (no text
-    carried across windows). Word timestamps say which span each word came from.
-    """
-    from faster_whisper import BatchedInferencePipeline
+    joined: np.ndarray
+    windows: list[tuple[float, float]]  # (start, end) of each window, in joined time
+    starts: list[tuple[float, float]]  # (joined start, recording start) of each span's piece
+    bounds: np.ndarray  # joined time at which each span's share of the joined signal ends
 
+
+def _pack(x: np.ndarray, spans: Sequence[tuple[float, float]]) -> _Packed:
     sr = audio_mod.SAMPLE_RATE
     gap = np.zeros(int(JOIN_GAP_S * sr), dtype=np.float32)
     pieces: list[np.ndarray] = []
-    starts: list[tuple[float, float]] = []  # (joined start, recording start) of each span's piece
-    bounds: list[float] = []  # joined time at which each span's share of the joined signal ends
-    clips: list[dict[str, float]] = []
+    starts: list[tuple[float, float]] = []
+    bounds: list[float] = []
+    windows: list[tuple[float, float]] = []
     pos = window_start = 0.0
     for s, e in _padded(spans, len(x) / sr):
         piece = x[int(s * sr) : int(e * sr)]
         length = len(piece) / sr
         if pos > window_start and pos + length - window_start > PACK_S:
-            clips.append({"start": window_start, "end": pos})
+            windows.append((window_start, pos))
             window_start = pos
         pieces += [piece, gap]
         starts.append((pos, s))
         pos += length + JOIN_GAP_S
         bounds.append(pos - JOIN_GAP_S / 2)
-    clips.append({"start": window_start, "end": pos})
+    windows.append((window_start, pos))
     joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    segments, _ = BatchedInferencePipeline(model).transcribe(
-        joined, language=options.language, beam_size=options.beam_size, clip_timestamps=clips,
-        batch_size=options.batch_size, hotwords=options.prompt, without_timestamps=True, word_timestamps=True,
-    )
-    words: list[list[Word]] = [[] for _ in spans]
-    ends = np.array(bounds)
-    for seg in segments:
-        if options.budget is not None:
-            options.budget.check()
-        if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < -1.0:
-            continue  # the recogniser itself says there is no speech here
-        for w in seg.words or []:
-            # DTW puts a word's start early across a pause; its end is reliable: the span it ends in
-            k = min(int(np.searchsorted(ends, float(w.end) - 0.05)), len(spans) - 1)
-            joined_start, recording_start = starts[k]
-            end = recording_start + max(0.0, float(w.end) - joined_start)
-            start = recording_start + max(0.0, float(w.start) - joined_start)
-            words[k].append(Word(start=round(min(start, end), 2), end=round(end, 2), text=w.word,
-                                 probability=float(w.probability)))
+    return _Packed(joined, windows, starts, np.array(bounds))
+
+
+def _span_words(packed: _Packed, raw: Sequence[tuple[float, float, str, float]]) -> list[list[Word]]:
+    """Give each recognised word (start, end, text, probability in joined time) back to its span."""
+    words: list[list[Word]] = [[] for _ in packed.starts]
+    for w_start, w_end, text, prob in raw:
+        # DTW puts a word's start early across a pause; its end is reliable: the span it ends in
+        k = min(int(np.searchsorted(packed.bounds, w_end - 0.05)), len(packed.starts) - 1)
+        joined_start, recording_start = packed.starts[k]
+        end = recording_start + max(0.0, w_end - joined_start)
+        start = recording_start + max(0.0, w_start - joined_start)
+        words[k].append(Word(start=round(min(start, end), 2), end=round(end, 2), text=text, probability=prob))
+    return words
+
+
+@dataclass(frozen=True)
+class Track:
+    """Spans of one channel to recognise, and whose they are: ``owner`` (a call's index in its group)
+    fails as a whole when its ``budget`` is spent."""
+
+    samples: np.ndarray
+    spans: list[tuple[float, float]]
+    prompt: str | None
+    owner: int = 0
+    budget: Budget | None = None
+
+
+def recognise_tracks(model, tracks: Sequence[Track], options: TranscribeOptions
+                     ) -> list[list[list[Word]] | InputError]:
+    """The words spoken in each span of each track, with their times in its recording; or, for a track
+    whose owner's budget ran out (E009), that error.
+
+    All tracks' windows are decoded together, ``options.batch_size`` at a time, so the batches stay full
+    even when each call has only a few windows (a short call's two channels often have one or two). On the
+    2-core CPU this saves ~10 % of the beam search and nothing on the encoder (measured: 16 windows, batch 8
+    vs 1); on a GPU full batches are what keeps it busy. Each window is decoded on its own (no text carried
+    across windows), so a window's text does not depend on which others share its batch (the first 8 dev
+    calls came out identical alone and as one group). Word timestamps say which span each word came from.
+
+    Faster-whisper's ``BatchedInferencePipeline`` takes one prompt for a whole batch; calls from different
+    sites have different hot words, so this runs the same steps (encode, generate, align:
+    ``BatchedInferencePipeline.forward``, faster-whisper 1.2) with a prompt per window.
+    CTranslate2 needs the start-of-transcript token at one position in a batch: only windows whose prompts
+    have the same length share a batch.
+    """
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    sr = audio_mod.SAMPLE_RATE
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                          language=options.language)
+    suppress = get_suppressed_tokens(tokenizer, [-1])
+    packed = [_pack(t.samples, t.spans) for t in tracks]
+    prompts: dict[str | None, list[int]] = {}
+    for t in tracks:
+        if t.prompt not in prompts:
+            prompts[t.prompt] = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=t.prompt)
+    # tracks laid end to end on one timeline, as one long recording: the word-timing pass carries the last
+    # word's time from window to window (to trim a long first word after a pause), and a track's first
+    # window then follows the previous track's end much as it would follow time 0 on its own
+    base = np.concatenate([[0.0], np.cumsum([len(p.joined) / sr for p in packed])])
+    windows = sorted(((len(prompts[t.prompt]), i, w) for i, t in enumerate(tracks)
+                      for w in range(len(packed[i].windows))), key=lambda k: (k[0], k[1], k[2]))
+    raw: list[list[tuple[float, float, str, float]]] = [[] for _ in tracks]
+    failed: dict[int, InputError] = {}  # owner → its E009
+    last_speech = 0.0
+    at = 0
+    while at < len(windows):
+        length = windows[at][0]
+        batch: list[tuple[int, int]] = []
+        while at < len(windows) and windows[at][0] == length and len(batch) < options.batch_size:
+            _, i, w = windows[at]
+            at += 1
+            if tracks[i].owner not in failed:
+                batch.append((i, w))
+        if not batch:
+            continue
+        chunks = [packed[i].joined[int(packed[i].windows[w][0] * sr) : int(packed[i].windows[w][1] * sr)]
+                  for i, w in batch]
+        features = np.stack([pad_or_trim(model.feature_extractor(c)[..., :-1]) for c in chunks])
+        encoded = model.encode(features)
+        results = model.model.generate(
+            encoded, [list(prompts[tracks[i].prompt]) for i, _ in batch], beam_size=options.beam_size,
+            patience=1, length_penalty=1, max_length=model.max_length, suppress_blank=True,
+            suppress_tokens=suppress, return_scores=True, return_no_speech_prob=True, sampling_temperature=0.0,
+            repetition_penalty=1, no_repeat_ngram_size=0,
+        )
+        segments, sizes, heard = [], [], []
+        for (i, w), chunk, result in zip(batch, chunks, results, strict=True):
+            tokens = result.sequences_ids[0]
+            duration = len(chunk) / sr
+            offset = float(base[i]) + packed[i].windows[w][0]
+            segments.append([{"seek": int(offset * model.frames_per_second), "start": offset,
+                              "end": offset + duration, "tokens": tokens}])
+            sizes.append(int(np.ceil(duration) * model.frames_per_second))
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            # the recogniser itself says there is no speech here
+            heard.append(not (result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < -1.0))
+        last_speech = model.add_word_timestamps(segments, tokenizer, encoded, sizes, "\"'“¿([{-",
+                                                "\"'.。,，!！?？:：”)]}、", last_speech) or last_speech
+        for (i, _), seg, keep in zip(batch, segments, heard, strict=True):
+            if keep:
+                raw[i] += [(float(x["start"]) - base[i], float(x["end"]) - base[i], x["word"],
+                            float(x["probability"])) for x in seg[0].get("words", [])]
+        for i, _ in batch:
+            budget = tracks[i].budget
+            if budget is not None and tracks[i].owner not in failed:
+                try:
+                    budget.check()
+                except InputError as e:
+                    failed[tracks[i].owner] = e
+    return [failed[t.owner] if t.owner in failed else _span_words(p, r)
+            for t, p, r in zip(tracks, packed, raw, strict=True)]
+
+
+def recognise_spans(model, x: np.ndarray, spans: Sequence[tuple[float, float]],
+                    options: TranscribeOptions) -> list[list[Word]]:
+    """The words spoken in each span of one channel (``recognise_tracks`` for one track). Raises E009."""
+    (words,) = recognise_tracks(model, [Track(x, list(spans), options.prompt, budget=options.budget)], options)
+    if isinstance(words, InputError):
+        raise words
     return words
 
 
@@ -251,14 +360,6 @@ def _confidence(words: Sequence[Word]) -> float:
     return round(float(np.mean([w.probability for w in words])), 3) if words else 0.0
 
 
-def recognise(model, x: np.ndarray, utterances: Sequence[Utterance], options: TranscribeOptions) -> list[Heard]:
-    """Text for each utterance of one channel."""
-    if not utterances:
-        return []
-    words = recognise_spans(model, x, [(u.start, u.end) for u in utterances], options)
-    return [Heard(u, _text(ws), _confidence(ws)) for u, ws in zip(utterances, words, strict=True) if _text(ws)]
-
-
 def to_turns(heard: Sequence[Heard], speakers: Sequence[Role]) -> list[Turn]:
     turns = [
         Turn(index=0, role=role, text=h.text, start=round(h.utterance.start, 2), end=round(h.utterance.end, 2),
@@ -266,55 +367,6 @@ def to_turns(heard: Sequence[Heard], speakers: Sequence[Role]) -> list[Turn]:
         for h, role in zip(heard, speakers, strict=True)
     ]
     turns.sort(key=lambda t: (t.start or 0.0, t.end or 0.0))
-    return [t.model_copy(update={"index": i}) for i, t in enumerate(turns)]
-
-
-def transcribe_stereo(model, decoded: audio_mod.DecodedAudio, masks: Sequence[np.ndarray],
-                      channel_roles: tuple[Role, Role], options: TranscribeOptions) -> list[Turn]:
-    utterances = stereo_utterances(masks, options.max_turn_pause)
-    heard: list[Heard] = []
-    for ch in (0, 1):
-        heard += recognise(model, decoded.samples[ch], [u for u in utterances if u.channel == ch], options)
-    return to_turns(heard, [channel_roles[h.utterance.channel] for h in heard])
-
-
-def transcribe_mono(model, decoded: audio_mod.DecodedAudio, mask: np.ndarray,
-                    options: TranscribeOptions, role_model: TextRoleModel) -> list[Turn]:
-    """One line, two voices: recognise with word times, then give each voiced stretch a speaker.
-
-    Whole stretches of voice ("atoms") are the unit: pitch clusters them into two voices, the words in
-    each say whether it sounds like the desk, and a turn-taking prior ties them together (``roles``).
-    """
-    from pipeline import diarize
-
-    x = decoded.samples[0]
-    stretches = [(sp.start, sp.end) for sp in audio_mod.spans(mask)]
-    if not stretches:
-        return []
-    # recognise stretches close together as one piece (context helps), then give each word to its stretch
-    groups = _merge_stretches(stretches, MONO_GROUP_GAP_S)
-    if decoded.duration <= PACK_S:
-        groups = [(0.0, decoded.duration)]  # it fits one window anyway: hear it whole, edges included
-    atom_ends = np.array([e for _, e in stretches])
-    atom_words: list[list[Word]] = [[] for _ in stretches]
-    for group in recognise_spans(model, x, groups, options):
-        for w in group:
-            atom_words[min(int(np.searchsorted(atom_ends, w.end - 0.05)), len(stretches) - 1)].append(w)
-    features = diarize.voice_features(x, stretches)
-    atoms = [roles.Atom(start=s, end=e, text=_text(ws), features=features[i])
-             for i, ((s, e), ws) in enumerate(zip(stretches, atom_words, strict=True))]
-    kept = [(a, ws) for a, ws in zip(atoms, atom_words, strict=True) if a.text]
-    labels = roles.label_atoms([a for a, _ in kept], role_model)
-    turns: list[Turn] = []
-    for (atom, ws), role in zip(kept, labels, strict=True):
-        prob = _confidence(ws)
-        if turns and turns[-1].role == role and atom.start - (turns[-1].end or 0) < MONO_TURN_GAP_S:
-            last = turns[-1]
-            turns[-1] = last.model_copy(update={"text": last.text + atom.text, "end": round(atom.end, 2),
-                                                "confidence": round(min(last.confidence, prob), 3)})
-        else:
-            turns.append(Turn(index=0, role=role, text=atom.text, start=round(atom.start, 2),
-                              end=round(atom.end, 2), confidence=round(prob, 3)))
     return [t.model_copy(update={"index": i}) for i, t in enumerate(turns)]
 
 
@@ -330,15 +382,58 @@ def domain_prompt(site: str, lexicon: Path) -> str:
     return " ".join(([site] if site else []) + words)
 
 
-def transcribe_call(meta: ConversationMeta, settings: Settings, budget: Budget | None = None) -> Transcript:
-    """The ASR stage for one call: decode, find each voice, recognise, split turns. Raises InputError
-    (E009 when ``budget`` is spent; E015 for a recording over ``settings.night.max_audio_seconds``)."""
+Stages = defaultdict[str, float]  # seconds per stage
+STAGES = ("decode", "vad", "model_load", "recognition", "mono_speakers")
+# seconds spent in each stage by this process (all groups so far): the night's bench reads it
+STAGE_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
+def _add_stages(stages: dict[str, float]) -> None:
+    for k, v in stages.items():
+        STAGE_SECONDS[k] += v
+
+
+@contextmanager
+def _timed(stages: Stages, stage: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[stage] += time.perf_counter() - t0
+
+
+@dataclass
+class _Call:
+    """One call decoded and cut into what the recogniser hears, waiting for its words."""
+
+    meta: ConversationMeta
+    path: Path
+    decoded: audio_mod.DecodedAudio
+    layout: str
+    channel_roles: tuple[Role, Role]
+    facts: AudioFacts
+    tracks: list[Track]
+    utterances: list[Utterance] = field(default_factory=list)  # stereo: what each track's spans are
+    stretches: list[tuple[float, float]] = field(default_factory=list)  # mono: the voiced stretches ("atoms")
+
+
+def _options(settings: Settings, prompt: str | None = None, budget: Budget | None = None) -> TranscribeOptions:
+    cfg = settings.asr
+    return TranscribeOptions(beam_size=cfg.beam_size, max_turn_pause=cfg.max_turn_pause, batch_size=cfg.batch_size,
+                             prompt=prompt, budget=budget)
+
+
+def _prepare(meta: ConversationMeta, settings: Settings, budget: Budget | None, owner: int,
+             stages: Stages) -> _Call:
+    """Decode, find each voice, and cut the call into tracks for the recogniser. Raises InputError."""
     path = Path(meta.audio_path or meta.source)
-    decoded = audio_mod.decode(path, max_seconds=settings.night.max_audio_seconds, budget=budget)
+    with _timed(stages, "decode"):
+        decoded = audio_mod.decode(path, max_seconds=settings.night.max_audio_seconds, budget=budget)
     layout = meta.audio_layout or "mono"
     if layout != "mono" and decoded.channels != 2:
         raise InputError("E008", path, layout=layout)
-    masks = audio_mod.voice_masks(decoded, settings.audio.vad_threshold, settings.audio.crosstalk_db)
+    with _timed(stages, "vad"):
+        masks = audio_mod.voice_masks(decoded, settings.audio.vad_threshold, settings.audio.crosstalk_db)
     if budget is not None:
         budget.check()
     if layout == "mono" and decoded.channels == 2:  # a mono call stored as two identical channels
@@ -349,21 +444,81 @@ def transcribe_call(meta: ConversationMeta, settings: Settings, budget: Budget |
     )
     facts = audio_mod.audio_facts(decoded, masks, list(channel_roles) if layout != "mono" else ["mixed"],
                                   settings.audio.dead_air_seconds)
-    cfg = settings.asr
-    model = load_model(cfg.model, settings.model_cache, cfg.device, cfg.compute_type, cfg.cpu_threads)
-    options = TranscribeOptions(
-        beam_size=cfg.beam_size, max_turn_pause=cfg.max_turn_pause,
-        # hot words only where we know it is a property-service call (a sidecar's site, or --site):
-        # on other speech the trade's words only pull the decoder off course
-        prompt=domain_prompt(meta.site, settings.lexicon_path) if cfg.use_domain_prompt and meta.site else None,
-        budget=budget,
-    )
+    # hot words only where we know it is a property-service call (a sidecar's site, or --site):
+    # on other speech the trade's words only pull the decoder off course
+    prompt = domain_prompt(meta.site, settings.lexicon_path) if settings.asr.use_domain_prompt and meta.site else None
+    call = _Call(meta, path, decoded, layout, channel_roles, facts, tracks=[])
     if layout == "mono":
-        role_model = roles.load_text_role_model(settings.role_model_path)
-        turns = transcribe_mono(model, decoded, masks[0], options, role_model)
+        call.stretches = [(sp.start, sp.end) for sp in audio_mod.spans(masks[0])]
+        # recognise stretches close together as one piece (context helps), then give each word to its stretch
+        groups = _merge_stretches(call.stretches, MONO_GROUP_GAP_S)
+        if decoded.duration <= PACK_S:
+            groups = [(0.0, decoded.duration)]  # it fits one window anyway: hear it whole, edges included
+        if call.stretches:
+            call.tracks = [Track(decoded.samples[0], groups, prompt, owner, budget)]
     else:
-        turns = transcribe_stereo(model, decoded, masks, channel_roles, options)
-    transcript = Transcript(meta=meta, turns=ensure_speech(turns, path), audio=facts, asr_model=cfg.model)
+        call.utterances = stereo_utterances(masks, settings.asr.max_turn_pause)
+        for ch in (0, 1):
+            spans = [(u.start, u.end) for u in call.utterances if u.channel == ch]
+            if spans:
+                call.tracks.append(Track(decoded.samples[ch], spans, prompt, owner, budget))
+    return call
+
+
+def _stereo_turns(call: _Call, words: Sequence[list[list[Word]]]) -> list[Turn]:
+    heard: list[Heard] = []
+    by_track = iter(words)
+    for ch in (0, 1):
+        utts = [u for u in call.utterances if u.channel == ch]
+        if utts:
+            heard += [Heard(u, _text(ws), _confidence(ws)) for u, ws in zip(utts, next(by_track), strict=True)
+                      if _text(ws)]
+    return to_turns(heard, [call.channel_roles[h.utterance.channel] for h in heard])
+
+
+def _mono_turns(call: _Call, words: Sequence[list[list[Word]]], role_model: TextRoleModel,
+                stages: Stages) -> list[Turn]:
+    """One line, two voices: each voiced stretch is given a speaker from its words, its voice and the
+    turn-taking prior. Whole stretches of voice ("atoms") are the unit: pitch clusters them into two voices,
+    the words in each say whether it sounds like the desk, and a turn-taking prior ties them together
+    (``roles``); a speaker's consecutive stretches become one turn."""
+    from pipeline import diarize
+
+    stretches = call.stretches
+    if not stretches:
+        return []
+    atom_ends = np.array([e for _, e in stretches])
+    atom_words: list[list[Word]] = [[] for _ in stretches]
+    for group in words[0]:
+        for w in group:
+            atom_words[min(int(np.searchsorted(atom_ends, w.end - 0.05)), len(stretches) - 1)].append(w)
+    with _timed(stages, "mono_speakers"):
+        features = diarize.voice_features(call.decoded.samples[0], stretches)
+        atoms = [roles.Atom(start=s, end=e, text=_text(ws), features=features[i])
+                 for i, ((s, e), ws) in enumerate(zip(stretches, atom_words, strict=True))]
+        kept = [(a, ws) for a, ws in zip(atoms, atom_words, strict=True) if a.text]
+        labels = roles.label_atoms([a for a, _ in kept], role_model)
+    turns: list[Turn] = []
+    for (atom, ws), role in zip(kept, labels, strict=True):
+        prob = _confidence(ws)
+        if turns and turns[-1].role == role and atom.start - (turns[-1].end or 0) < MONO_TURN_GAP_S:
+            last = turns[-1]
+            turns[-1] = last.model_copy(update={"text": last.text + atom.text, "end": round(atom.end, 2),
+                                                "confidence": round(min(last.confidence, prob), 3)})
+        else:
+            turns.append(Turn(index=0, role=role, text=atom.text, start=round(atom.start, 2),
+                              end=round(atom.end, 2), confidence=round(prob, 3)))
+    return [t.model_copy(update={"index": i}) for i, t in enumerate(turns)]
+
+
+def _finish(call: _Call, words: Sequence[list[list[Word]]], settings: Settings, stages: Stages) -> Transcript:
+    """Turns from the words of each track; the transcript, masked. Raises InputError (E006: no words)."""
+    if call.layout == "mono":
+        turns = _mono_turns(call, words, roles.load_text_role_model(settings.role_model_path), stages)
+    else:
+        turns = _stereo_turns(call, words)
+    transcript = Transcript(meta=call.meta, turns=ensure_speech(turns, call.path), audio=call.facts,
+                            asr_model=settings.asr.model)
     from pipeline import privacy
 
     # the one place a call's turns are final: masked here, the text stage, judges, store, export and
@@ -371,16 +526,98 @@ def transcribe_call(meta: ConversationMeta, settings: Settings, budget: Budget |
     return privacy.mask_transcript(transcript) if settings.privacy.mask_personal_numbers else transcript
 
 
-def transcribe_job(job: CallJob, settings: Settings) -> Transcript | Failure:
-    """``transcribe_call`` for a batch of recordings, each within its time budget
-    (``settings.night.time_budget_seconds``): a bad one becomes a ``Failure`` naming its file and the
-    problem (E099 for the unexpected), never an exception, so one recording never stops the rest."""
-    try:
-        return transcribe_call(job.meta, settings, Budget(settings.night.time_budget_seconds, job.audio_path))
-    except InputError as e:
+def _model(settings: Settings):
+    cfg = settings.asr
+    return load_model(cfg.model, settings.model_cache, cfg.device, cfg.compute_type, cfg.cpu_threads)
+
+
+def transcribe_call(meta: ConversationMeta, settings: Settings, budget: Budget | None = None) -> Transcript:
+    """The ASR stage for one call: decode, find each voice, recognise, split turns. Raises InputError
+    (E009 when ``budget`` is spent; E015 for a recording over ``settings.night.max_audio_seconds``)."""
+    stages: Stages = defaultdict(float)
+    call = _prepare(meta, settings, budget, 0, stages)
+    with _timed(stages, "model_load"):
+        model = _model(settings)
+    with _timed(stages, "recognition"):
+        heard = recognise_tracks(model, call.tracks, _options(settings))
+    words = []
+    for w in heard:
+        if isinstance(w, InputError):
+            raise w
+        words.append(w)
+    transcript = _finish(call, words, settings, stages)
+    _add_stages(stages)
+    return transcript
+
+
+def _failed(job: CallJob, e: Exception) -> Failure:
+    if isinstance(e, InputError):
         log.warning("%s", e)
         err = e
-    except Exception as e:
-        log.exception("unexpected error on %s", job.audio_path)
+    else:
+        log.error("unexpected error on %s", job.audio_path, exc_info=e)
         err = InputError("E099", job.audio_path, detail=f"{type(e).__name__}: {e}")
     return failure(job.meta.id, job.audio_path, err, stage="transcribe", meta=job.meta)
+
+
+def transcribe_job(job: CallJob, settings: Settings) -> Transcript | Failure:
+    """``transcribe_call`` for one recording within its time budget (``settings.night.time_budget_seconds``):
+    a bad one becomes a ``Failure`` naming its file and the problem (E099 for the unexpected), never an
+    exception, so one recording never stops the rest."""
+    try:
+        return transcribe_call(job.meta, settings, Budget(settings.night.time_budget_seconds, job.audio_path))
+    except Exception as e:
+        return _failed(job, e)
+
+
+def transcribe_jobs(jobs: Sequence[CallJob], settings: Settings) -> list[Transcript | Failure]:
+    """Each job's transcript or failure, in order: the unit of work a night's worker is given (a group of
+    ``settings.asr.calls_per_batch`` calls). All the group's calls are decoded and cut first, then their
+    windows are recognised together in full batches (``recognise_tracks``), then each call's turns are made.
+
+    One call's failure stays its own: a bad file fails at decoding, a call whose budget
+    (``settings.night.time_budget_seconds``, counted from its decoding) runs out during the shared
+    recognition fails with E009 and its remaining windows are dropped; should the shared pass itself raise,
+    each call is recognised again on its own, so only the one that breaks it fails. Each window is decoded
+    on its own (no text carried over), so a call's words come from its own audio; the same jobs in the same
+    groups give the same transcripts run to run."""
+    stages: Stages = defaultdict(float)
+    t0 = time.perf_counter()
+    results: list[Transcript | Failure | None] = [None] * len(jobs)
+    calls: list[tuple[int, _Call]] = []
+    for i, job in enumerate(jobs):
+        try:
+            calls.append((i, _prepare(job.meta, settings, Budget(settings.night.time_budget_seconds, job.audio_path),
+                                      i, stages)))
+        except Exception as e:
+            results[i] = _failed(job, e)
+    heard: list[list[list[Word]] | InputError] = []
+    if calls:
+        try:
+            with _timed(stages, "model_load"):
+                model = _model(settings)
+            with _timed(stages, "recognition"):
+                heard = recognise_tracks(model, [t for _, c in calls for t in c.tracks], _options(settings))
+        except Exception:
+            log.warning("recognising %d calls together failed; recognising them one by one", len(calls),
+                        exc_info=True)
+            for i, _ in calls:
+                results[i] = transcribe_job(jobs[i], settings)
+            calls = []
+    at = 0
+    for i, call in calls:
+        mine, at = heard[at : at + len(call.tracks)], at + len(call.tracks)
+        try:
+            words = []
+            for w in mine:
+                if isinstance(w, InputError):
+                    raise w
+                words.append(w)
+            results[i] = _finish(call, words, settings, stages)
+        except Exception as e:
+            results[i] = _failed(jobs[i], e)
+    _add_stages(stages)
+    log.info("asr stages: calls=%d seconds=%.2f %s", len(jobs), time.perf_counter() - t0,
+             " ".join(f"{k}={stages[k]:.2f}" for k in STAGES))
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]

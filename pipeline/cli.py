@@ -183,11 +183,21 @@ def run(
     db: DbOption = None,
     force: Annotated[bool, typer.Option("--force", help="redo every conversation, even those already stored "
                                         "from the same files by the same pipeline")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=0, help="run the night on a local Dask cluster of N worker processes (each loads the "
+        "models once); default: in-process (ZHIJIAN_DASK__WORKERS)")] = None,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", envvar="ZHIJIAN_DASK_ADDRESS", metavar="tcp://HOST:8786",
+        help="run the night on the workers of an existing `dask scheduler` (README: workers on several "
+        "machines)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the nightly flow over INBOX/<date>/: each conversation is stored as soon as it is judged; running the
     day again resumes (what is stored unchanged is skipped). Ctrl-C stops; stored work is kept."""
     _setup_logging(verbose)
+    if dask and workers:
+        raise typer.BadParameter("--workers starts a local cluster, --dask uses an existing one: give one of them",
+                                 param_hint="--workers / --dask")
     # everything is checked before any work: the date, the database URL, the day's folder
     _check_date(date)
     try:
@@ -197,7 +207,8 @@ def run(
     day = inbox / date
     if not day.is_dir():
         raise _fail(InputError("E040", day))
-    resume = f"zhijian run --inbox {inbox} --date {date}" + (f" --db {db}" if db else "")
+    resume = f"zhijian run --inbox {inbox} --date {date}" + (f" --db {db}" if db else "") + (
+        f" --workers {workers}" if workers else "") + (f" --dask {dask}" if dask else "")
     try:
         _open_store(url, migrate=True, must_exist=False).close()  # migrations run here, once, before the night
     except ConfigError as e:
@@ -208,6 +219,10 @@ def run(
 
     # the ephemeral API's services log their own shutdown as errors; they are not the night's errors
     logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+    # a local Dask cluster's scheduler, nannies and workers narrate every start and stop (and kill a finished
+    # worker that is slow to exit): not the night's business unless asked for. Dask sets its loggers' levels
+    # from its config when first imported, in this process and in each worker it spawns: hence the variable
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "error")
     api: Any = None
 
     def stop(rc: int, line: str) -> NoReturn:
@@ -251,7 +266,7 @@ def run(
                 elif e.stage == "recognising":
                     progress.update(bar, description=f"recognising {Path(e.source).name}")
 
-            summary = nightly(str(inbox), date, url, force=force, progress=show)
+            summary = nightly(str(inbox), date, url, force=force, progress=show, workers=workers, dask_address=dask)
     except KeyboardInterrupt:
         stop(130, halted)
     except StoreUnavailable as e:

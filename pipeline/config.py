@@ -34,9 +34,16 @@ class AsrSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="'auto' = int8 on CPU, float16 on CUDA")
     cpu_threads: int = Field(0, ge=0, description="0 = all cores")
-    beam_size: int = Field(5, ge=1, le=10)
+    beam_size: int = Field(
+        2, ge=1, le=10, description="beam search width: 2 decodes ~30 % faster than Whisper's 5 for ~0.01 more "
+        "call_cer on the dev calls (bench/nightly_vs_bare.py)")
     use_domain_prompt: bool = Field(True, description="prime the decoder with the site name and lexicon")
     max_turn_pause: float = Field(1.0, gt=0, description="a pause this long (s) inside one channel ends a turn")
+    batch_size: int = Field(8, ge=1, le=64, description="30 s recogniser windows decoded together in one batch")
+    calls_per_batch: int = Field(
+        8, ge=1, le=256, description="calls a night's worker recognises together (asr.transcribe_jobs): their "
+        "windows share batches, so the batches stay full; more calls cost more memory (decoded audio, ~8 MB "
+        "per minute of stereo) and a longer wait for the first results")
 
 
 class AudioSettings(BaseModel):
@@ -61,6 +68,21 @@ class NightSettings(BaseModel):
         description="seconds waited before each new attempt when the database is unavailable (then E034)")
     call_batch_seconds: float = Field(
         60.0, gt=0, description="recognised calls wait at most this long to be judged together in one batch")
+
+
+class DaskSettings(BaseModel):
+    """The night on Dask workers (``zhijian run --workers N`` or ``--dask tcp://host:8786``)."""
+
+    address: str | None = Field(
+        None, description="an existing `dask scheduler` (tcp://host:8786) whose `dask worker`s run the night; "
+        "also ZHIJIAN_DASK_ADDRESS or `zhijian run --dask`; unset with workers 0: the night runs in-process")
+    workers: int = Field(0, ge=0, description="worker processes of a local cluster started for the night "
+                         "(`zhijian run --workers`); 0 = no local cluster")
+    threads_per_worker: int = Field(
+        2, ge=1, description="tasks a local worker runs at once: with the default recognition limit of one "
+        "call group per worker (transcribe_concurrency), one group is recognised while another is judged")
+    memory_limit: str = Field("auto", description="a local worker's memory limit (Dask: 'auto' = the machine's "
+                              "memory shared among the workers, or e.g. '3GB')")
 
 
 class ReviewSettings(BaseModel):
@@ -119,6 +141,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = ReportSettings()
     review: ReviewSettings = ReviewSettings()
     night: NightSettings = NightSettings()
+    dask: DaskSettings = DaskSettings()
     judges: list[str] = Field(default_factory=lambda: ["learned"], description="judges to run, by name")
     rules_path: Path = RESOURCES / "rules.yaml"
     scorecard_path: Path = RESOURCES / "scorecard.yaml"
@@ -127,6 +150,9 @@ class Settings(BaseSettings):
                                   description="text role model for mono calls (python -m pipeline.roles train)")
     corpus_path: Path = Field(MODELS / "corpus" / "conversations", description="training corpus (zhijian train)")
     judge_model_path: Path = Field(MODELS / "judge", description="the learned judge's model folder (zhijian train)")
+    judge_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the learned judge runs: 'auto' = CUDA when torch sees a GPU, else CPU; "
+        "'cuda' without one fails at start-up (E077)")
     transcribe_concurrency: int = Field(1, ge=1, description="calls transcribed at once (model memory)")
     web: WebSettings = WebSettings()
 

@@ -39,6 +39,8 @@ class Errors:
     E074 = "judge model cannot be loaded: {detail}"
     E075 = "nothing to train on: {detail}"
     E076 = "labels file is invalid: {detail}"
+    E077 = ("judge device {device!r} cannot be used: {detail}; set ZHIJIAN_JUDGE_DEVICE=auto (CUDA when torch "
+            "sees a GPU, else CPU) or cpu")
     E099 = "unexpected error while processing: {detail}"
     E060 = "Whisper model {name!r} could not be loaded: {detail}"
     E061 = "assembled Whisper model has sha256 {got}, expected {expected}"

@@ -17,12 +17,18 @@ The folder (``models/judge/`` by default):
     judge.safetensors the other weights
     judge.json        sizes, n-gram vocabulary, calibration temperatures, training summary
     CARD.md           the model card
+
+Where it runs: ``resolve_device`` turns the ``judge_device`` setting (auto | cpu | cuda) into a torch device;
+``load`` moves the network there and ``predict_many`` moves each batch after building it on the CPU (the
+tokenizer and n-gram lookup are Python). The network stays float32 on either device, so a GPU changes the
+speed, not the model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -37,6 +43,8 @@ from torch import nn
 from pipeline.corpus import AGENT_TAGS, CUSTOMER_TAGS, TURN_TAGS
 from pipeline.errors import ConfigError
 from pipeline.schema import COMPLAINT_TYPES, EMOTIONS, Role
+
+log = logging.getLogger("zhijian")
 
 FORMAT_VERSION = 1
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -132,6 +140,15 @@ class Batch:
     layout: torch.Tensor  # [B, T] index into the N turns, -1 = padding
     topic_ids: torch.Tensor  # per conversation: the n-grams of what the customer said (all turns if nothing)
     topic_offsets: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device`` (itself when it is already there: the CPU path copies nothing)."""
+        if self.layout.device == device:
+            return self
+        return Batch(encoded={k: v.to(device) for k, v in self.encoded.items()}, bag_ids=self.bag_ids.to(device),
+                     bag_offsets=self.bag_offsets.to(device), features=self.features.to(device),
+                     roles=self.roles.to(device), layout=self.layout.to(device),
+                     topic_ids=self.topic_ids.to(device), topic_offsets=self.topic_offsets.to(device))
 
 
 def _tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
@@ -270,7 +287,7 @@ class JudgeNet(nn.Module):
         mask = encoded["attention_mask"]
         lengths = mask.sum(1)
         order = torch.argsort(lengths, stable=True)
-        out = torch.zeros(mask.shape[0], encoder_dim(self.encoder))
+        out = torch.zeros(mask.shape[0], encoder_dim(self.encoder), device=mask.device)
         # buckets pay only when there are many turns: each encoder call has a fixed Python cost
         for part in torch.tensor_split(order, max(1, min(buckets, len(order) // 32))):
             if len(part) == 0:
@@ -291,7 +308,7 @@ class JudgeNet(nn.Module):
         idx = batch.layout.clamp(min=0)
         h = local[idx] * mask.unsqueeze(-1)
         t = batch.layout.shape[1]
-        pos = torch.arange(t).unsqueeze(0).expand_as(batch.layout)
+        pos = torch.arange(t, device=batch.layout.device).unsqueeze(0).expand_as(batch.layout)
         lengths = mask.sum(1, keepdim=True)
         from_end = (lengths - 1 - pos).clamp(min=0, max=7)
         c = self.context(h + self.position(pos.clamp(max=31)) + self.from_end(from_end), src_key_padding_mask=~mask)
@@ -318,6 +335,7 @@ class JudgeModel:
     ngram_index: dict[str, int]
     meta: JudgeMeta
     path: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where ``net`` is
 
     def batch(self, conversations: Sequence[Sequence[TurnInput]]) -> Batch:
         return make_batch(conversations, self.tokenizer, self.ngram_index, self.meta.net)
@@ -333,8 +351,8 @@ class JudgeModel:
         before predicting)."""
         if not conversations:
             return []
-        out = self.net(self.batch(conversations))
-        temps = torch.tensor([self.meta.temperature(tag) for tag in TURN_TAGS])
+        out = self.net(self.batch(conversations).to(self.device))
+        temps = torch.tensor([self.meta.temperature(tag) for tag in TURN_TAGS], device=self.device)
         turn_p = torch.sigmoid(out.turn_logits / temps).tolist()
         complaint = torch.softmax(out.complaint_logits / self.meta.temperature("complaint_type"), -1).tolist()
         emotion = torch.softmax(out.emotion_logits / self.meta.temperature("customer_emotion"), -1).tolist()
@@ -409,8 +427,31 @@ def save(model: JudgeModel, folder: Path) -> None:
     (folder / "judge.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
-def load(folder: Path) -> JudgeModel:
-    """Load a model folder (E073 names what is missing; E074 what is broken)."""
+def _no_cuda_reason() -> str:
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build; install a CUDA build of torch"
+    return (f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
+            "(no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it)")
+
+
+def resolve_device(setting: str) -> torch.device:
+    """The torch device for the ``judge_device`` setting: 'auto' is the first CUDA device when torch sees
+    one and else the CPU; 'cuda' asked for on a machine without one is a start-up error (E077), never a
+    silent fall-back to the CPU or a crash mid-night."""
+    if setting == "cpu":
+        return torch.device("cpu")
+    if setting not in ("auto", "cuda"):
+        raise ConfigError("E077", device=setting, detail="not one of auto, cpu, cuda")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if setting == "cuda":
+        raise ConfigError("E077", device=setting, detail=_no_cuda_reason())
+    return torch.device("cpu")
+
+
+def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
+    """Load a model folder onto ``device`` (E073 names what is missing; E074 what is broken; E077 a device
+    the network cannot be moved to)."""
     missing = [n for n in ("encoder", "judge.safetensors", "judge.json") if not (folder / n).exists()]
     if missing:
         raise ConfigError("E073", folder, missing=", ".join(missing))
@@ -430,10 +471,17 @@ def load(folder: Path) -> JudgeModel:
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise ConfigError("E074", folder, detail=str(e)) from e
     net.eval()
-    return JudgeModel(net, tokenizer, {g: i for i, g in enumerate(meta.ngrams)}, meta, folder)
+    where = torch.device(device)
+    if where.type != "cpu":
+        try:
+            net.to(where)
+        except (RuntimeError, AssertionError) as e:  # no driver, out of memory, a torch built without CUDA
+            raise ConfigError("E077", device=str(where), detail=str(e).splitlines()[0]) from e
+    log.info("loaded judge model %s (%s) on %s", folder, meta.version, where)
+    return JudgeModel(net, tokenizer, {g: i for i, g in enumerate(meta.ngrams)}, meta, folder, where)
 
 
 @lru_cache(maxsize=2)
-def load_cached(folder: Path) -> JudgeModel:
-    """One copy per process, however many judges or runs ask for it."""
-    return load(folder)
+def load_cached(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
+    """One copy per process and device, however many judges or runs ask for it."""
+    return load(folder, device)

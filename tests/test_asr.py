@@ -7,16 +7,17 @@ no model at all.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from zhijian_testing import cer, refs, sidecar
+from zhijian_testing import AUDIO, cer, copy_call, refs, sidecar
 
 from pipeline import asr, audio
 from pipeline.config import Settings
 from pipeline.errors import InputError
-from pipeline.schema import Transcript, Turn
+from pipeline.schema import Failure, Transcript, Turn
 
 REFS = refs()
 TRADITIONAL = "這們話說個為來時對會過還麼裡開請問題電號費門單業務聽讓爲覺"
@@ -124,6 +125,62 @@ def test_mono_both_roles_agent_first(mono_transcript: Transcript) -> None:
     assert "阳光花园" in first.text or "物业" in first.text  # the greeting names the desk
     greeting = ref_turns("mono_short")[0]
     assert first.start == pytest.approx(greeting["start"], abs=0.6)
+
+
+# -- calls recognised together (the night's unit of work) -------------------------------------------
+
+def _job(stem: str, calls: Path):
+    from pipeline.ingest import read_call
+
+    conv_id = copy_call(stem, calls)
+    audio_file = next(p for p in calls.glob(f"{conv_id}.*") if p.suffix != ".json")
+    return read_call(calls / f"{conv_id}.json", {conv_id: [audio_file]})
+
+
+def test_jobs_share_batches_and_keep_their_own_results(stereo_transcript: Transcript, mono_transcript: Transcript,
+                                                       settings: Settings, tmp_path: Path) -> None:
+    """A group's calls are recognised together; each gets the turns it gets alone, in its own place, and a
+    file that is not audio fails on its own without stopping the others."""
+    from pipeline.ingest import read_call
+
+    calls = tmp_path / "calls"
+    stereo, mono = _job("stereo_short", calls), _job("mono_short", calls)
+    bad_id = "C20260101-0902"
+    (calls / f"{bad_id}.wav").write_text("这不是录音。\n" * 20, encoding="utf-8")
+    (calls / f"{bad_id}.json").write_text(json.dumps(sidecar("stereo_short", id=bad_id), ensure_ascii=False),
+                                          encoding="utf-8")
+    bad = read_call(calls / f"{bad_id}.json", {bad_id: [calls / f"{bad_id}.wav"]})
+    before = dict(asr.STAGE_SECONDS)
+    out = asr.transcribe_jobs([stereo, bad, mono], settings)
+    assert [r.meta.id if isinstance(r, Transcript) else r.conversation_id for r in out] == [
+        stereo.meta.id, bad_id, mono.meta.id]
+    assert isinstance(out[1], Failure) and out[1].code == "E002" and out[1].stage == "transcribe"
+    for got, alone in ((out[0], stereo_transcript), (out[2], mono_transcript)):
+        assert isinstance(got, Transcript)
+        check_turns(got)
+        assert [(t.role, t.text, t.start, t.end) for t in got.turns] == [
+            (t.role, t.text, t.start, t.end) for t in alone.turns]
+    assert asr.STAGE_SECONDS["recognition"] > before.get("recognition", 0.0)  # the bench reads these
+    assert asr.transcribe_jobs([], settings) == []
+
+
+def test_spent_budget_fails_only_its_own_call(settings: Settings) -> None:
+    """Two calls' windows in one pass: the one whose budget is spent gets E009 and loses its remaining
+    windows; the other's words come through."""
+    from pipeline.budget import Budget
+
+    decoded = audio.decode(next(AUDIO.glob("stereo_short.flac")))
+    x = decoded.samples[0]
+    span = [(0.0, min(6.0, decoded.duration))]
+    model = asr.load_model(settings.asr.model, settings.model_cache, settings.asr.device, settings.asr.compute_type,
+                           settings.asr.cpu_threads)
+    spent = Budget(0.0, "late.wav")
+    tracks = [asr.Track(x, span, None, owner=0), asr.Track(x, span, None, owner=1, budget=spent),
+              asr.Track(x, span, None, owner=1, budget=spent)]
+    ok, late, dropped = asr.recognise_tracks(model, tracks, asr.TranscribeOptions(batch_size=1, beam_size=1))
+    assert isinstance(ok, list) and "".join(w.text for w in ok[0]).strip()
+    for e in (late, dropped):
+        assert isinstance(e, InputError) and e.code == "E009" and "late.wav" in str(e)
 
 
 # -- units without the model ------------------------------------------------------------------------

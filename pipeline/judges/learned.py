@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 
 from pipeline import text
 from pipeline.config import Settings
-from pipeline.judge_model import JudgeMeta, JudgeModel, Prediction, TurnInput, flatten, load_cached
+from pipeline.judge_model import (
+    JudgeMeta,
+    JudgeModel,
+    Prediction,
+    TurnInput,
+    flatten,
+    load_cached,
+    resolve_device,
+)
 from pipeline.judges.base import register
 from pipeline.judges.rules import FEATURE_NAMES, PRODUCES, RulesJudge
 from pipeline.schema import SCRIPT_ITEMS, Evidence, Finding, Role, Transcript, Turn
@@ -213,4 +221,6 @@ class LearnedJudge:
 
 @register("learned")
 def make_learned(settings: Settings) -> LearnedJudge:
-    return LearnedJudge(load_cached(settings.judge_model_path.resolve()), RulesJudge(settings))
+    # the device is resolved first: 'cuda' without a GPU fails here (E077) before the model is read
+    device = resolve_device(settings.judge_device)
+    return LearnedJudge(load_cached(settings.judge_model_path.resolve(), device), RulesJudge(settings))

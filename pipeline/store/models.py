@@ -323,3 +323,11 @@ for _flag in QUEUE_FLAG_INDEXES:
     _where = "flag_text LIKE '% " + _flag.replace("_", "\\_") + " %' ESCAPE '\\'"
     Index(f"ix_conversations_queue_{_flag}", ConversationRow.queue_tier, ConversationRow.score, ConversationRow.id,
           sqlite_where=text(_where), postgresql_where=text(_where))
+
+# The queue filtered by (or, for an agent, seen through) one key (migration 0007): a partial index in queue
+# order per key over the queued conversations, so a page is read in order from as many entries as it shows.
+QUEUE_KEY_INDEXES = ("agent_id", "complaint_type", "site", "team")
+for _key in QUEUE_KEY_INDEXES:
+    Index(f"ix_conversations_queue_by_{_key}", getattr(ConversationRow, _key), ConversationRow.queue_tier,
+          ConversationRow.score, ConversationRow.id,
+          sqlite_where=text("queue_tier IS NOT NULL"), postgresql_where=text("queue_tier IS NOT NULL"))

@@ -15,6 +15,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -22,6 +23,8 @@ from sqlalchemy import (
     Date,
     Select,
     String,
+    Table,
+    any_,
     bindparam,
     cast,
     column,
@@ -30,12 +33,14 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     table,
     true,
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from pipeline.decisions import REVIEW_ITEMS
@@ -114,6 +119,43 @@ def visible_row(s: Session, user: User, conversation_id: str) -> ConversationRow
     return s.scalars(q).one_or_none()
 
 
+_c = ConversationRow.__table__
+# What a conversation's page and ``GET /api/conversations/{id}`` show of its row (not the night's bookkeeping).
+RECORD_COLUMNS = tuple(_c.c[name] for name in (
+    "id", "status", "result", "machine_result", "channel", "agent_id", "date", "error_code", "error_message",
+    "failed_stage", "version", "review_status", "assigned_to", "reviewed_by", "reviewed_at", "agent_name", "team",
+    "site", "started_at", "customer_ref", "room"))
+
+
+def _bound_visibility(user: User) -> tuple[str, dict[str, Any]]:
+    """``visible(user)`` as one of four fixed conditions and the values for its parameters: the
+    statements of the hottest routes are then built once, not per request (``_RECORD``)."""
+    if user.role == "admin":
+        return "all", {}
+    if user.role == "agent":
+        return ("agent", {"v_agent": user.agent_id}) if user.agent_id else ("none", {})
+    if user.role in ROLES:
+        return ("teams", {"v_teams": list(user.teams)}) if user.teams else ("all", {})
+    return "none", {}
+
+
+_VISIBILITY: dict[str, ColumnElement[bool]] = {
+    "all": true(), "none": false(), "agent": _c.c.agent_id == bindparam("v_agent"),
+    "teams": _c.c.team.in_(bindparam("v_teams", expanding=True)),
+}
+_RECORD = {kind: select(*RECORD_COLUMNS).where(_c.c.id == bindparam("cid"), cond)
+           for kind, cond in _VISIBILITY.items()}
+
+
+def visible_record(s: Session, user: User, conversation_id: str) -> Any:
+    """``RECORD_COLUMNS`` of the conversation if it exists and ``user`` may see it, else None: one plain row
+    (the conversation route reads it on every request; an ORM object would cost more and give nothing)."""
+    if "\x00" in conversation_id:
+        return None
+    kind, params = _bound_visibility(user)
+    return s.execute(_RECORD[kind], {"cid": conversation_id, **params}).one_or_none()
+
+
 # -- users ---------------------------------------------------------------------------------------------
 
 def add_user(s: Session, login: str, password_hash: str, role: str, *, agent_id: str | None = None,
@@ -157,12 +199,24 @@ def create_session(s: Session, session_id: str, user_id: int, csrf_token: str, e
     s.flush()
 
 
+_ut, _st = UserRow.__table__, SessionRow.__table__
+_SESSION_USER = (
+    select(_ut.c.id, _ut.c.login, _ut.c.role, _ut.c.agent_id, _ut.c.teams, _st.c.csrf_token)
+    .join(_st, _st.c.user_id == _ut.c.id)
+    .where(_st.c.id == bindparam("sid"), _st.c.expires_at > bindparam("now", type_=_st.c.expires_at.type),
+           _ut.c.active.is_(True))
+)
+
+
 def session_user(s: Session, session_id: str, now: dt.datetime) -> tuple[User, str] | None:
     """(user, csrf token) of a live session of an active account."""
-    q = (select(UserRow, SessionRow.csrf_token).join(SessionRow, SessionRow.user_id == UserRow.id)
-         .where(SessionRow.id == session_id, SessionRow.expires_at > now, UserRow.active.is_(True)))
-    found = s.execute(q).one_or_none()
-    return (_user(found[0]), found[1]) if found is not None else None
+    # one statement built once, plain columns, not a UserRow: this runs on every request
+    found = s.execute(_SESSION_USER, {"sid": session_id, "now": now}).one_or_none()
+    if found is None:
+        return None
+    user = User(id=found.id, login=found.login, role=found.role, agent_id=found.agent_id,
+                teams=tuple(found.teams or ()))
+    return user, found.csrf_token
 
 
 def delete_session(s: Session, session_id: str) -> None:
@@ -258,9 +312,7 @@ def _conditions(f: ListFilters, keys: Any = ConversationRow) -> list[ColumnEleme
     """The filters as SQL conditions on ``conversations``; those on date, team and agent on ``keys``
     instead when given (the search index's own copies of them, so its sort and limit need no join)."""
     c = ConversationRow
-    for name in ("site", "team", "agent", "complaint_type", "flag", "status", "item_missed", "cursor"):
-        if "\x00" in (getattr(f, name) or ""):
-            raise BadQuery(f"{name}: contains a NUL character")
+    _check_filters(f)
     out: list[ColumnElement[bool]] = []
     if f.date is not None:
         out.append(keys.date == f.date)
@@ -279,15 +331,21 @@ def _conditions(f: ListFilters, keys: Any = ConversationRow) -> list[ColumnEleme
     if f.flag:
         out.append(c.flag_text.like(f"% {_like_escape(f.flag)} %", escape="\\"))
     if f.status:
-        if f.status not in REVIEW_STATUSES:
-            raise BadQuery(f"status: must be one of {', '.join(REVIEW_STATUSES)}")
         out.append(c.review_status == f.status)
     if f.item_missed:
-        item = f.item_missed.removeprefix("script.")
-        if item not in SCRIPT_ITEMS:
-            raise BadQuery(f"item_missed: must be one of {', '.join(SCRIPT_ITEMS)}")
-        out.append(getattr(c, f"script_{item}").is_(False))
+        out.append(getattr(c, f"script_{f.item_missed.removeprefix('script.')}").is_(False))
     return out
+
+
+def _check_filters(f: ListFilters) -> None:
+    """``BadQuery`` for a filter no query may take (NUL, an unknown status or script item)."""
+    for name in ("site", "team", "agent", "complaint_type", "flag", "status", "item_missed", "cursor"):
+        if "\x00" in (getattr(f, name) or ""):
+            raise BadQuery(f"{name}: contains a NUL character")
+    if f.status and f.status not in REVIEW_STATUSES:
+        raise BadQuery(f"status: must be one of {', '.join(REVIEW_STATUSES)}")
+    if f.item_missed and f.item_missed.removeprefix("script.") not in SCRIPT_ITEMS:
+        raise BadQuery(f"item_missed: must be one of {', '.join(SCRIPT_ITEMS)}")
 
 
 LIST_COLUMNS = (
@@ -300,12 +358,16 @@ LIST_COLUMNS = (
 
 
 def list_item(row: Any) -> dict[str, Any]:
-    """A queue or search item (REVIEW_API.md, "Queue")."""
+    """A queue or search item (REVIEW_API.md, "Queue") from a row that starts with ``LIST_COLUMNS``.
+    Unpacked by position: a page has up to 500 of them, and reading a Row by position is several times
+    cheaper than by name."""
+    (conv_id, date, channel, agent_id, agent_name, team, site, score, critical, flags, complaint_type,
+     queue_reason, review_status, assigned_to) = tuple(row)[:14]
     return {
-        "id": row.id, "date": row.date.isoformat(), "channel": row.channel, "agent_id": row.agent_id,
-        "agent_name": row.agent_name, "team": row.team, "site": row.site, "score": row.score,
-        "critical": row.critical, "flags": list(row.flags or []), "complaint_type": row.complaint_type,
-        "reason": row.queue_reason, "status": row.review_status, "assigned_to": row.assigned_to,
+        "id": conv_id, "date": date.isoformat(), "channel": channel, "agent_id": agent_id,
+        "agent_name": agent_name, "team": team, "site": site, "score": score,
+        "critical": critical, "flags": list(flags or []), "complaint_type": complaint_type,
+        "reason": queue_reason, "status": review_status, "assigned_to": assigned_to,
     }
 
 
@@ -402,6 +464,79 @@ def _docs_match(words: Sequence[str]) -> ColumnElement[bool]:
     return _DOCS.c.doc.op("@@")(query)
 
 
+@dataclass(frozen=True)
+class _SearchShape:
+    """What PostgreSQL's search statement depends on, but for the values: which filters are set."""
+
+    n_words: int
+    visibility: str  # _bound_visibility's kind
+    date: bool
+    from_: bool
+    to: bool
+    site: bool
+    team: bool
+    agent: bool
+    complaint_type: bool
+    flag: bool
+    status: bool
+    item_missed: str | None  # the script item (its column is part of the statement)
+    cursor: bool
+    limit: int
+
+
+@lru_cache(maxsize=512)
+def _pg_search(shape: _SearchShape) -> Select[Any]:
+    """PostgreSQL's search statement of one shape, its values as parameters (``q0`` … the words, ``v_*``
+    the visibility, ``f_*`` the filters, ``cur_day``/``cur_id`` the cursor).
+
+    Match, visibility, date/team/agent filters, sort and limit all on search_docs (which carries those keys,
+    migration 0006); conversations is joined for the page's rows only. Written as a LIMITed subquery: joined
+    first, the planner (which underestimates how many documents a pair of common words matches, 478 for
+    6,583) looked up every match in conversations and sorted after the join. The conditions are those of
+    ``_conditions`` and ``visible``, bound."""
+    d, c = _DOCS.c, ConversationRow
+    parts = [func.phraseto_tsquery(literal_column("'simple'"), bindparam(f"q{i}", type_=String))
+             for i in range(shape.n_words)]
+    query: ColumnElement[Any] = parts[0]
+    for one in parts[1:]:
+        query = query.op("&&")(one)
+    visibility = {"all": true(), "none": false(), "agent": d.agent_id == bindparam("v_agent"),
+                  "teams": d.team.in_(bindparam("v_teams", expanding=True))}[shape.visibility]
+    on_docs: list[ColumnElement[bool]] = []
+    on_c: list[ColumnElement[bool]] = []
+    if shape.date:
+        on_docs.append(d.date == bindparam("f_date", type_=Date))
+    if shape.from_:
+        on_docs.append(d.date >= bindparam("f_from", type_=Date))
+    if shape.to:
+        on_docs.append(d.date <= bindparam("f_to", type_=Date))
+    if shape.team:
+        on_docs.append(d.team == bindparam("f_team", type_=String))
+    if shape.agent:
+        on_docs.append(d.agent_id == bindparam("f_agent", type_=String))
+    if shape.site:
+        on_c.append(c.site == bindparam("f_site", type_=String))
+    if shape.complaint_type:
+        on_c.append(c.complaint_type == bindparam("f_ct", type_=String))
+    if shape.flag:
+        on_c.append(c.flag_text.like(bindparam("f_flag", type_=String), escape="\\"))
+    if shape.status:
+        on_c.append(c.review_status == bindparam("f_status", type_=String))
+    if shape.item_missed:
+        on_c.append(getattr(c, f"script_{shape.item_missed}").is_(False))
+    keyed = (select(d.conversation_id.label("cid"), d.date.label("day"))
+             .where(d.doc.op("@@")(query), d.status == "ok", visibility, *on_docs))
+    if shape.cursor:
+        keyed = keyed.where(tuple_(d.date, d.conversation_id)
+                            < tuple_(bindparam("cur_day", type_=Date), bindparam("cur_id", type_=String)))
+    keyed = keyed.order_by(d.date.desc(), d.conversation_id.desc())
+    if not on_c:  # other filters (site, complaint type, flag, item missed) are on conversations
+        keyed = keyed.limit(shape.limit + 1)
+    page_keys = keyed.subquery("keyed")
+    return (select(*LIST_COLUMNS).select_from(page_keys).join(c, c.id == page_keys.c.cid).where(*on_c)
+            .order_by(page_keys.c.day.desc(), page_keys.c.cid.desc()).limit(shape.limit + 1))
+
+
 def search_page(s: Session, user: User, f: SearchFilters, default_limit: int) -> tuple[list[Any], str | None]:
     """Conversations whose turns contain every word of ``f.words``, newest first (date, then id)."""
     limit = _limit(f.limit, default_limit)
@@ -414,34 +549,53 @@ def search_page(s: Session, user: User, f: SearchFilters, default_limit: int) ->
         except (TypeError, ValueError):
             raise BadQuery("cursor: not a cursor this API gave out") from None
     if f.words and s.get_bind().dialect.name == "postgresql":
-        # Match, visibility, date/team/agent filters, sort and limit all on search_docs (which carries those
-        # keys, migration 0006); conversations is joined for the page's rows only. Written as a LIMITed
-        # subquery: joined first, the planner (which underestimates how many documents a pair of common
-        # words matches, 478 for 6,583) looked up every match in conversations and sorted after the join.
-        d = _DOCS.c
-        conditions = _conditions(f, d)
-        on_docs = [cond for cond in conditions if _DOCS in cond._from_objects]
-        on_c = [cond for cond in conditions if _DOCS not in cond._from_objects]
-        keyed = (select(d.conversation_id.label("cid"), d.date.label("day"))
-                 .where(_docs_match(f.words), d.status == "ok", visible(user, d), *on_docs))
+        # The statement is built once per shape (_pg_search) and given the values as parameters: building
+        # it and its cache key cost more CPU than PostgreSQL's answer to it.
+        _check_filters(f)
+        vis, params = _bound_visibility(user)
+        item = f.item_missed.removeprefix("script.") if f.item_missed else None
+        shape = _SearchShape(
+            n_words=len(f.words), visibility=vis, date=f.date is not None, from_=f.from_ is not None,
+            to=f.to is not None, site=bool(f.site), team=bool(f.team), agent=bool(f.agent),
+            complaint_type=bool(f.complaint_type), flag=bool(f.flag), status=bool(f.status), item_missed=item,
+            cursor=cursor is not None, limit=limit)
+        params |= {f"q{i}": w for i, w in enumerate(f.words)}
+        params |= {k: v for k, v in (("f_date", f.date), ("f_from", f.from_), ("f_to", f.to),
+                                     ("f_site", f.site), ("f_team", f.team), ("f_agent", f.agent),
+                                     ("f_ct", f.complaint_type), ("f_status", f.status)) if v}
+        if f.flag:
+            params["f_flag"] = f"% {_like_escape(f.flag)} %"
         if cursor is not None:
-            keyed = keyed.where(tuple_(d.date, d.conversation_id) < tuple_(*cursor))
-        keyed = keyed.order_by(d.date.desc(), d.conversation_id.desc())
-        if not on_c:  # other filters (site, complaint type, flag, item missed) are on conversations
-            keyed = keyed.limit(limit + 1)
-        page_keys = keyed.subquery("keyed")
-        q = (select(*LIST_COLUMNS).select_from(page_keys).join(c, c.id == page_keys.c.cid).where(*on_c)
-             .order_by(page_keys.c.day.desc(), page_keys.c.cid.desc()))
-    else:
-        q = select(*LIST_COLUMNS).where(c.status == "ok", visible(user), *_conditions(f),
-                                        *_has_words(s, f.words))
-        if cursor is not None:
-            q = q.where(tuple_(c.date, c.id) < tuple_(*cursor))
-        q = q.order_by(c.date.desc(), c.id.desc())
+            params |= {"cur_day": cursor[0], "cur_id": cursor[1]}
+        rows = list(s.execute(_pg_search(shape), params).all())
+        page, more = rows[:limit], len(rows) > limit
+        last = page[-1] if page else None
+        return page, encode_cursor([last.date.isoformat(), last.id]) if more and last is not None else None
+    q = select(*LIST_COLUMNS).where(c.status == "ok", visible(user), *_conditions(f), *_has_words(s, f.words))
+    if cursor is not None:
+        q = q.where(tuple_(c.date, c.id) < tuple_(*cursor))
+    q = q.order_by(c.date.desc(), c.id.desc())
     rows = list(s.execute(q.limit(limit + 1)).all())
     page, more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
     return page, encode_cursor([last.date.isoformat(), last.id]) if more and last is not None else None
+
+
+@cache
+def _pg_hits(n_words: int) -> Select[Any]:
+    """PostgreSQL's statement of ``hits`` for ``n_words`` words (parameters ``ids``, ``w0`` …)."""
+    t = cast_table(TurnRow)
+    lowered = func.lower(t.c.words)
+    return (select(t.c.conversation_id, t.c.turn, t.c.role, t.c.text, t.c.words)
+            .where(t.c.conversation_id == any_(bindparam("ids", type_=postgresql.ARRAY(String))),
+                   or_(*(lowered.like(bindparam(f"w{i}", type_=String), escape="\\") for i in range(n_words))))
+            .order_by(t.c.conversation_id, t.c.turn))
+
+
+def cast_table(model: Any) -> Table:
+    """A model's table, typed as one (``__table__`` is typed as any FROM clause)."""
+    table_: Table = model.__table__
+    return table_
 
 
 def hits(s: Session, conversation_ids: Sequence[str], words: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
@@ -451,10 +605,20 @@ def hits(s: Session, conversation_ids: Sequence[str], words: Sequence[str]) -> d
     if not conversation_ids or not words:
         return out
     wanted = {w.lower() for w in words}
-    q = (select(TurnRow.conversation_id, TurnRow.turn, TurnRow.role, TurnRow.text, TurnRow.words)
-         .where(TurnRow.conversation_id.in_(list(conversation_ids)))
-         .order_by(TurnRow.conversation_id, TurnRow.turn))
-    for t in s.execute(q):
+    params: dict[str, Any] = {}
+    if s.get_bind().dialect.name == "postgresql":
+        # Only the turns holding one of the words come back (a page's turns are ~10 per conversation, most
+        # without a word). A superset of the check below: a word of a turn, or a part of its words, is a
+        # substring of them; lower() as the index's own 'simple' configuration folds case. The ids go as one
+        # array parameter, so the statement's text is the same for every page (built once per word count).
+        ordered = sorted(wanted)
+        q: Any = _pg_hits(len(ordered))
+        params = {"ids": list(conversation_ids)} | {f"w{i}": f"%{_like_escape(w)}%" for i, w in enumerate(ordered)}
+    else:
+        q = (select(TurnRow.conversation_id, TurnRow.turn, TurnRow.role, TurnRow.text, TurnRow.words)
+             .where(TurnRow.conversation_id.in_(list(conversation_ids)))
+             .order_by(TurnRow.conversation_id, TurnRow.turn))
+    for t in s.execute(q, params):
         joined = (t.words or "").lower()
         # a word the index splits further (e.g. "3-2-1502") is found in the joined words instead
         if wanted & set(joined.split()) or any(w in joined for w in wanted if not w.isalnum()):
@@ -476,9 +640,14 @@ def visible_appeal(s: Session, user: User, appeal_id: int) -> AppealRow | None:
     return s.scalars(q).one_or_none()
 
 
-def appeals_of(s: Session, conversation_id: str) -> list[AppealRow]:
-    q = select(AppealRow).where(AppealRow.conversation_id == conversation_id).order_by(AppealRow.id)
-    return list(s.scalars(q))
+_at = AppealRow.__table__
+_APPEALS_OF = select(*_at.c).where(_at.c.conversation_id == bindparam("cid")).order_by(_at.c.id)
+
+
+def appeals_of(s: Session, conversation_id: str) -> list[Any]:
+    """Every appeal on the conversation, oldest first, as plain rows with ``AppealRow``'s attributes (read
+    on every conversation page)."""
+    return list(s.execute(_APPEALS_OF, {"cid": conversation_id}))
 
 
 def appeals_page(s: Session, user: User, status: str | None, limit: int | None, cursor: str | None,

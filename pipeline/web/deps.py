@@ -14,13 +14,14 @@ Each of them leaves the session's CSRF token on ``request.state.csrf_token`` (an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from pipeline.config import Settings
@@ -28,8 +29,9 @@ from pipeline.store import Store
 from pipeline.store.review import User
 from pipeline.web import auth
 
-# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` one in the thread pool, a
-# thread hop per dependency per request (the database ones stay plain: they must not block the event loop).
+# Dependencies are ``async def``: FastAPI runs a plain ``def`` one in the thread pool, a thread hop per
+# dependency per request (and two for a generator). Those that query the database hop into the pool
+# themselves, once: the event loop never waits on the database.
 
 async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
@@ -46,10 +48,23 @@ async def get_inbox(request: Request) -> Path | None:
     return inbox
 
 
-def get_session(store: Annotated[Store, Depends(get_store)]) -> Iterator[Session]:
-    with store._session() as s:
-        s.info["store"] = store
+async def get_session(store: Annotated[Store, Depends(get_store)]) -> AsyncIterator[Session]:
+    """A session for the request. Opening one does no I/O (it connects on its first query), so this runs on
+    the event loop, not in a thread of its own; the API routes close it in their own thread when done
+    (``api.answer``), and only a session still holding a connection is closed here in a thread."""
+    s = store._session()
+    s.info["store"] = store
+    try:
         yield s
+    finally:
+        await close_session(s)
+
+
+async def close_session(s: Session) -> None:
+    if s.get_transaction() is None:  # never connected, or already closed: nothing to roll back
+        s.close()
+    else:
+        await run_in_threadpool(s.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -87,8 +102,10 @@ def _auth(request: Request, s: Session) -> Auth | None:
     return Auth(user=user, csrf_token=csrf, session_id=session_id)
 
 
-def current_auth(request: Request, s: SessionDep) -> Auth:
-    found = _auth(request, s)
+async def current_auth(request: Request, s: SessionDep) -> Auth:
+    # the session lookup in the thread pool; one hop for session and user together (a plain ``def``
+    # dependency on a plain ``def`` session dependency were two, and the session's teardown a third)
+    found = await run_in_threadpool(_auth, request, s)
     if found is None:
         raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Cookie"})
     return found
@@ -107,17 +124,17 @@ async def write_user(request: Request, a: AuthDep) -> User:
     return a.user
 
 
-def page_user(request: Request, s: SessionDep) -> User:
-    found = _auth(request, s)
+async def page_user(request: Request, s: SessionDep) -> User:
+    found = await run_in_threadpool(_auth, request, s)
     if found is None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(path)
     return found.user
 
 
-def optional_user(request: Request, s: SessionDep) -> User | None:
+async def optional_user(request: Request, s: SessionDep) -> User | None:
     """The signed-in user or None (the sign-in page itself)."""
-    found = _auth(request, s)
+    found = await run_in_threadpool(_auth, request, s)
     return found.user if found else None
 
 

@@ -164,7 +164,8 @@ def _weights(store: Store) -> dict[str, tuple[float, bool]]:
     return out
 
 
-def appeal_dict(a: AppealRow) -> dict[str, Any]:
+def appeal_dict(a: Any) -> dict[str, Any]:
+    """An appeal as the API answers it (``a``: an ``AppealRow`` or a row of its columns)."""
     ruling = None
     if a.status != "open":
         ruling = {"decision": a.status, "value": a.ruling_value, "reason": a.ruling_reason, "by": a.ruled_by,
@@ -174,13 +175,16 @@ def appeal_dict(a: AppealRow) -> dict[str, Any]:
             "filed_at": a.filed_at.isoformat(), "value": a.value, "ruling": ruling}
 
 
-def _conversation(s: Session, row: ConversationRow) -> dict[str, Any]:
+def _conversation(s: Session, row: Any) -> dict[str, Any]:
+    """The answer of ``GET /api/conversations/{id}`` for ``row`` (``repo.RECORD_COLUMNS``, or a whole
+    ``ConversationRow``)."""
     store = store_of(s)
     if row.status == "ok" and row.result is not None:
         record: dict[str, Any] = dict(row.result)
         weights = _weights(store)
         try:
-            in_force = store.in_force(row.id)
+            # in this session, from the row just read: no second connection, no second read of the row
+            in_force = store.in_force(row.id, session=s, row=row)
         except LookupError:  # removed between our read and the store's (a re-run dropped it)
             raise NotFound(row.id) from None
         items = [{**in_force[i], "weight": weights[i][0], "red_line": weights[i][1]} for i in decisions.REVIEW_ITEMS]
@@ -209,7 +213,7 @@ def _conversation(s: Session, row: ConversationRow) -> dict[str, Any]:
 def conversation(s: Session, user: User, conv_id: str) -> dict[str, Any]:
     """``GET /api/conversations/{id}``: the record in force plus version, items, review and appeals."""
     s.expire_all()  # read what is stored now, not what this session saw earlier
-    row = repo.visible_row(s, user, conv_id)
+    row = repo.visible_record(s, user, conv_id)
     if row is None:
         raise NotFound(conv_id)
     return _conversation(s, row)
