@@ -9,6 +9,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_a_batch_moves_whole_and_stays_put_on_its_own_device(settings: Settings)
 
 
 def _gpu_check(path_prefix: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+    env = {**os.environ, "ZHIJIAN_PYTHON": sys.executable}  # the interpreter running the tests, wherever its venv is
     if path_prefix is not None:
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
     return subprocess.run(["bash", str(GPU_CHECK)], capture_output=True, text=True, env=env, timeout=120)

@@ -38,7 +38,7 @@ def failures_of(inbox: Path, settings: Settings) -> list[Failure]:
         if isinstance(item, Failure):
             out.append(item)
         elif isinstance(item, CallJob):
-            result = transcribe.fn(item, settings)
+            [result] = transcribe.fn([item], settings)
             assert isinstance(result, Failure), f"{item.meta.id} was expected to fail"
             out.append(result)
     return out
@@ -362,7 +362,7 @@ def test_time_budget_stops_a_recording(tmp_path: Path, settings: Settings) -> No
     [job] = list(discover(tmp_path, DAY))
     assert isinstance(job, CallJob)
     tight = settings.model_copy(update={"night": settings.night.model_copy(update={"time_budget_seconds": 1e-6})})
-    result = transcribe.fn(job, tight)
+    [result] = transcribe.fn([job], tight)
     assert isinstance(result, Failure) and result.code == "E009" and result.stage == "transcribe"
     assert result.agent_id == sidecar("mono_short")["agent_id"]
 
@@ -374,5 +374,5 @@ def test_recording_over_the_length_limit(tmp_path: Path, settings: Settings) -> 
     [job] = list(discover(tmp_path, DAY))
     assert isinstance(job, CallJob)
     short = settings.model_copy(update={"night": settings.night.model_copy(update={"max_audio_seconds": 1.0})})
-    result = transcribe.fn(job, short)
+    [result] = transcribe.fn([job], short)
     assert isinstance(result, Failure) and result.code == "E015"

@@ -42,7 +42,10 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _env(prefect_home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(PREFECT_HOME=str(prefect_home), ZHIJIAN_NIGHT__CALL_BATCH_SECONDS="0.001", **extra)
+    # one call per recognition group, judged as soon as it is heard: the night stores the calls one by one,
+    # so a kill can land between them (in one group of two they are stored together, at the very end)
+    env.update(PREFECT_HOME=str(prefect_home), ZHIJIAN_NIGHT__CALL_BATCH_SECONDS="0.001",
+               ZHIJIAN_ASR__CALLS_PER_BATCH="1", **extra)
     return env
 
 
