@@ -578,9 +578,8 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
         def judge(batch: list[Any]) -> None:
             count(runner.submit(judge_and_store, parameters={"items": batch, "digests": digests, "ctx": ctx}).result())
 
-        chats = [i for i in todo if isinstance(i, ChatRef)]
-        for at in range(0, len(chats), BATCH):
-            judge(list(chats[at:at + BATCH]))
+        for chat_batch in _groups([i for i in todo if isinstance(i, ChatRef)], BATCH):
+            judge(chat_batch)
         # calls: recognised one after the other (bounded pool), judged BATCH at a time, or sooner once the
         # batch has been call_batch_seconds in the making, so a long night's results are stored as it goes
         batch: list[Transcript | Failure] = []
