@@ -128,10 +128,10 @@ def judge_speed(day: Path, n: int) -> tuple[float, float, int, int, float]:
 
     from pipeline.config import get_settings
     from pipeline.ingest import read_chat
-    from pipeline.judge_model import load
     from pipeline.judges.base import judge_many
     from pipeline.judges.learned import LearnedJudge
     from pipeline.judges.rules import RulesJudge
+    from pipeline.learning.model import load
 
     settings = get_settings()
     chats = [read_chat(p) for p in sorted((day / "chats").glob("*.json"))]

@@ -30,7 +30,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from pipeline.analysis import Analyser
     from pipeline.config import get_settings
-    from pipeline.corpus import load_corpus
+    from pipeline.learning.corpus import load_corpus
     from pipeline.schema import ConversationMeta, Transcript, Turn
 
     settings = get_settings()

@@ -5,8 +5,10 @@ The NTCIR-14 STC-3 Chinese customer–helpdesk dialogues (Weibo; ../shared/data/
 read in place, never copied) each carry 19 annotators' customer-satisfaction scores S in -2..2. Every dialogue
 becomes a chat session (customer → customer, helpdesk → agent, one message per non-empty utterance, @mentions
 and #topics# removed) and goes through the same Analyser the nightly run uses. The predicted dissatisfaction is
-1 − P(calm) from the learned judge (emotion head with the rules' evidence mixed in); the truth is the
-annotators' mean S < 0. Prints ROC AUC.
+the exported result record's ``customer_dissatisfaction`` (spec section 4: what queues and integrators rank
+by; the learned judge's 1 − P(calm), emotion head with the rules' evidence mixed in); the truth is the
+annotators' mean S < 0. Prints ROC AUC, and beside it the AUC of the record's three-level
+``customer_emotion`` alone (calm < dissatisfied < angry), to show what the continuous score adds.
 
 usage: python bench/stc3_dissatisfaction.py [--limit N] [--sample 200]   (default: all 3,700 annotated dialogues)
 """
@@ -53,6 +55,9 @@ def to_transcript(d: dict) -> Transcript:
     return Transcript(meta=meta, turns=turns)
 
 
+_LEVEL = {"calm": 0, "dissatisfied": 1, "angry": 2}
+
+
 def auc(scores: list[float], truth: list[bool]) -> float:
     """ROC AUC by ranks (ties share their average rank)."""
     order = sorted(range(len(scores)), key=lambda i: scores[i])
@@ -79,7 +84,7 @@ def main() -> int:
     if args.limit:
         data = data[: args.limit]
     analyser = Analyser(get_settings())
-    scores, truth, skipped = [], [], 0
+    scores, levels, truth, skipped = [], [], [], 0
     emotions: dict[str, int] = {}
     t0 = time.monotonic()
     kept = []
@@ -92,17 +97,19 @@ def main() -> int:
     for (d, _), analysis in zip(kept, analyser.pipe([tr for _, tr in kept], "2018-09-03"), strict=True):
         if not isinstance(analysis, Analysis):
             raise SystemExit(f"dialogue {d['id']}: {analysis.message}")
-        by_item = {f.item: f for f in analysis.findings}
-        emo = by_item["customer_emotion"]
-        dis = float(by_item["customer_dissatisfaction"].value or 0.0)  # the learned judge's 1 - P(calm)
+        record = analysis.result  # what `zhijian export` writes for this conversation
+        if record.customer_dissatisfaction is None:
+            raise SystemExit(f"dialogue {d['id']}: the result record has no customer_dissatisfaction")
         s = [a["quality"]["S"] for a in d["annotations"]]
-        scores.append(dis)
+        scores.append(record.customer_dissatisfaction)
+        levels.append(float(_LEVEL[record.customer_emotion]))
         truth.append(sum(s) / len(s) < 0)
-        emotions[str(emo.value)] = emotions.get(str(emo.value), 0) + 1
+        emotions[record.customer_emotion] = emotions.get(record.customer_emotion, 0) + 1
     seconds = time.monotonic() - t0
     print(f"dialogues {len(scores)} (skipped {skipped} with no customer text), dissatisfied (mean S<0) "
           f"{sum(truth)}, predicted emotions {emotions}")
     print(f"AUC {auc(scores, truth):.4f}  ({seconds:.1f} s, {len(scores) / seconds:.1f} dialogues/s)")
+    print(f"AUC of the three-level customer_emotion alone {auc(levels, truth):.4f}")
     return 0
 
 

@@ -58,13 +58,13 @@ class TranscribeOptions:
     """How the recogniser is run.
 
     Attributes:
-      beam_size: beam search width (5 = Whisper's own default for quality).
+      beam_size: beam search width (``settings.asr.beam_size``, 2 by default; Whisper's own is 5).
       prompt: text that primes the decoder (site name, domain lexicon); in Simplified Chinese so the
         recogniser leans towards Simplified output and domain words.
       max_turn_pause: a pause (s) inside one channel that ends a turn.
     """
 
-    beam_size: int = 5
+    beam_size: int = 2
     prompt: str | None = None
     max_turn_pause: float = 1.0
     batch_size: int = 8
@@ -482,7 +482,7 @@ def _mono_turns(call: _Call, words: Sequence[list[list[Word]]], role_model: Text
     turn-taking prior. Whole stretches of voice ("atoms") are the unit: pitch clusters them into two voices,
     the words in each say whether it sounds like the desk, and a turn-taking prior ties them together
     (``roles``); a speaker's consecutive stretches become one turn."""
-    from pipeline import diarize
+    from pipeline import voice
 
     stretches = call.stretches
     if not stretches:
@@ -493,7 +493,7 @@ def _mono_turns(call: _Call, words: Sequence[list[list[Word]]], role_model: Text
         for w in group:
             atom_words[min(int(np.searchsorted(atom_ends, w.end - 0.05)), len(stretches) - 1)].append(w)
     with _timed(stages, "mono_speakers"):
-        features = diarize.voice_features(call.decoded.samples[0], stretches)
+        features = voice.voice_features(call.decoded.samples[0], stretches)
         atoms = [roles.Atom(start=s, end=e, text=_text(ws), features=features[i])
                  for i, ((s, e), ws) in enumerate(zip(stretches, atom_words, strict=True))]
         kept = [(a, ws) for a, ws in zip(atoms, atom_words, strict=True) if a.text]

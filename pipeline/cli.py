@@ -490,9 +490,10 @@ def train(
 ) -> None:
     """Train the learned judge on the corpus (and reviewers' corrections); writes the model folder and its card."""
     _setup_logging(verbose)
-    from pipeline.corpus import load_corpus
-    from pipeline.training import TrainOptions, corrections_from_store, write_card
-    from pipeline.training import train as train_model
+    from pipeline.learning.card import write_card
+    from pipeline.learning.corpus import load_corpus
+    from pipeline.learning.training import TrainOptions, corrections_from_store
+    from pipeline.learning.training import train as train_model
 
     settings = get_settings()
     paths = corpus or [settings.corpus_path]
@@ -518,10 +519,11 @@ def train(
             console.print(f"[red]{e}[/red]")
             raise typer.Exit(2) from None
     card = write_card(target, summary)
-    table = Table(title=f"validation ({summary['conversations']['validation']} held-out conversations)")
+    split = summary["conversations"]
+    table = Table(title=f"report split: {split['report']} conversations, neither trained nor tuned on")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for k, v in summary["validation"].items():
+    for k, v in summary["report"].items():
         table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
     console.print(table)
     console.print(f"model written to {target} ({summary['seconds']} s); card: {card}")
@@ -539,7 +541,7 @@ def correct(
     db: DbOption = None,
 ) -> None:
     """Record a reviewer's correction of one judgement; `zhijian train` learns from it."""
-    from pipeline.corpus import parse_correction
+    from pipeline.learning.corpus import parse_correction
     from pipeline.store import Store
 
     try:
@@ -575,8 +577,8 @@ def evaluate_cmd(
     """Run the judges over a labelled day and print precision, recall, F1, the complaint confusion matrix and
     Cohen's kappa per script item."""
     _setup_logging(verbose)
-    from pipeline.evaluation import evaluate, load_labels, load_refs
-    from pipeline.judging import judge_day
+    from pipeline.evaluation.day import judge_day
+    from pipeline.evaluation.metrics import evaluate, load_labels, load_refs
 
     try:
         truth = load_labels(labels)

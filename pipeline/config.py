@@ -34,10 +34,12 @@ class AsrSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="'auto' = int8 on CPU, float16 on CUDA")
     cpu_threads: int = Field(0, ge=0, description="0 = all cores")
-    # 5, not 2: beam 2 decodes ~30 % faster for ~0.01 more call_cer on the dev calls, but it splits spoken
-    # phone and ID-card numbers into pieces the privacy masking no longer recognises as one number
-    # (tests/test_privacy.py's rendered call leaked two); faster beams wait for masking that survives them
-    beam_size: int = Field(5, ge=1, le=10, description="beam search width (5 = Whisper's own default)")
+    # 2, not Whisper's 5: beam 2 decodes ~30 % faster for ~0.01 more call_cer on the dev calls (measured:
+    # see docs/capacity.md). It was held at 5 while beam 2's way of writing numbers (a read-back as
+    # "鸟382 4 6 15 7 9 3", an ID card a digit short in spaced pieces) got past the privacy masking; the
+    # masking now takes a number however the recogniser spaced it (pipeline/privacy.py, tests/test_privacy.py
+    # at beam 2 and 5: the rendered call leaks nothing)
+    beam_size: int = Field(2, ge=1, le=10, description="beam search width (Whisper's own default is 5)")
     use_domain_prompt: bool = Field(True, description="prime the decoder with the site name and lexicon")
     max_turn_pause: float = Field(1.0, gt=0, description="a pause this long (s) inside one channel ends a turn")
     batch_size: int = Field(8, ge=1, le=64, description="30 s recogniser windows decoded together in one batch")

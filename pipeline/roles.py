@@ -89,7 +89,7 @@ class Atom:
     start: float
     end: float
     text: str
-    features: np.ndarray | None = None  # standardised voice features (diarize.voice_features); NaN = unknown
+    features: np.ndarray | None = None  # standardised voice features (voice.voice_features); NaN = unknown
 
 
 @dataclass(frozen=True)

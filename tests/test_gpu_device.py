@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
-from pipeline.judge_model import TurnInput, load_cached, resolve_device
 from pipeline.judges.base import get_judge
+from pipeline.learning.model import TurnInput, load_cached, resolve_device
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_CHECK = ROOT / "bench" / "gpu_check.sh"
@@ -67,7 +67,7 @@ def test_a_batch_moves_whole_and_stays_put_on_its_own_device(settings: Settings)
     moved = batch.to(torch.device("meta"))
     tensors = [getattr(moved, f.name) for f in dataclasses.fields(moved) if f.name != "encoded"]
     tensors += list(moved.encoded.values())
-    assert len(tensors) == 10 and {t.device.type for t in tensors} == {"meta"}
+    assert len(tensors) == 16 and {t.device.type for t in tensors} == {"meta"}
 
 
 def _gpu_check(path_prefix: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""The learned judge: the trained network (``pipeline.judge_model``) for every text item, with the rules read
+"""The learned judge: the trained network (``pipeline.learning.model``) for every text item, with the rules read
 alongside it in one pass over the conversation. The rules' per-turn evidence is an input of the network; their
 verdict backs it where text is textbook (a script item they see done, a textbook threat); their keyword totals
 are mixed into complaint type and emotion with weights tuned in training; and an explicit 服务禁语 is a courtesy
@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline import text
 from pipeline.config import Settings
-from pipeline.judge_model import (
+from pipeline.judges.base import register
+from pipeline.judges.rules import FEATURE_NAMES, PRODUCES, RulesJudge
+from pipeline.learning.model import (
     JudgeMeta,
     JudgeModel,
     Prediction,
@@ -28,14 +31,21 @@ from pipeline.judge_model import (
     load_cached,
     resolve_device,
 )
-from pipeline.judges.base import register
-from pipeline.judges.rules import FEATURE_NAMES, PRODUCES, RulesJudge
 from pipeline.schema import SCRIPT_ITEMS, Evidence, Finding, Role, Transcript, Turn
 
 _FORBIDDEN = FEATURE_NAMES.index("forbidden")
 _EVIDENCE_TURNS = 2
-_MIN_RUDE_CHARS = 8  # a model-only courtesy violation needs a turn at least this long (letters and digits)
-_MODEL_ONLY_RUDE = 0.7  # … and at least this probability
+MIN_RUDE_CHARS = 8  # a model-only courtesy violation needs a turn at least this long (letters and digits)
+# … and at least this probability, for folders whose backing was not tuned (``JudgeMeta.backing``); a folder
+# with a tuned backing uses its courtesy threshold, tuned with this backing applied (``tuning.decisions``)
+_UNTUNED_MODEL_ONLY_RUDE = 0.7
+
+
+def model_only_rude(meta: JudgeMeta) -> float:
+    """The probability a courtesy violation the rules did not see needs."""
+    if "courtesy" in meta.backing:
+        return meta.threshold("courtesy_violation")
+    return max(meta.threshold("courtesy_violation"), _UNTUNED_MODEL_ONLY_RUDE)
 
 
 @dataclass
@@ -126,10 +136,17 @@ def _top(weights: Sequence[float], among: list[int]) -> list[int]:
     return sorted(sorted(among, key=lambda i: weights[i], reverse=True)[:_EVIDENCE_TURNS])
 
 
-def turn_inputs(turns: Sequence[Turn], features: Sequence[Sequence[float]] | None) -> list[TurnInput]:
+def turn_inputs(turns: Sequence[Turn], features: Sequence[Sequence[float]] | None,
+                lexicon: Path | None = None) -> list[TurnInput]:
+    """The network's inputs for turns. The words are the text stage's (``Turn.tokens``); a turn that did not go
+    through it is segmented here when ``lexicon`` is given (the same ``text.segment`` training uses)."""
     feats: Sequence[Sequence[float]] = features if features is not None else [[] for _ in turns]
-    return [TurnInput(role=t.role, text=t.norm_text or text.normalise(t.text), features=list(f))
-            for t, f in zip(turns, feats, strict=True)]
+    out = []
+    for t, f in zip(turns, feats, strict=True):
+        norm = t.norm_text or text.normalise(t.text)
+        words = t.tokens or (text.segment(norm, lexicon) if lexicon is not None and norm else [])
+        out.append(TurnInput(role=t.role, text=norm, features=list(f), words=list(words)))
+    return out
 
 
 class LearnedJudge:
@@ -139,9 +156,11 @@ class LearnedJudge:
     name = "learned"
     produces = (*PRODUCES, "customer_dissatisfaction")
 
-    def __init__(self, model: JudgeModel, rules: RulesJudge) -> None:
+    def __init__(self, model: JudgeModel, rules: RulesJudge, lexicon: Path | None = None) -> None:
         self.model = model
         self.rules = rules
+        # where turns come without the text stage's words, a model that reads words segments them itself
+        self.lexicon = lexicon if model.meta.net.word_dim else None
         self.version = model.meta.version
         self.source = f"{self.name}:{self.version}"
 
@@ -155,7 +174,7 @@ class LearnedJudge:
             raise ValueError("a conversation to decide has no turns (``pipe`` skips those)")
         uses_rules = bool(self.model.meta.net.rule_features)
         readings = [self.rules.read(turns) for turns in conversations]  # the model's inputs and the backing
-        preds = self.model.predict_many([turn_inputs(turns, r.features if uses_rules else None)
+        preds = self.model.predict_many([turn_inputs(turns, r.features if uses_rules else None, self.lexicon)
                                          for turns, r in zip(conversations, readings, strict=True)])
         out = []
         for turns, reading, pred in zip(conversations, readings, preds, strict=True):
@@ -199,16 +218,21 @@ class LearnedJudge:
         for f in backing:
             at = [position[e.turn] for e in f.evidence if e.turn in position]
             if f.item == "script.ownership":
-                if d.values[f.item] is False and f.value is True:
+                policy = self.model.meta.ownership_policy()
+                if policy == "agree" and d.values[f.item] is False and f.value is True:
                     d.values[f.item], d.confidence[f.item], d.evidence[f.item] = True, f.confidence, []
+                    d.sources[f.item] = backed
+                elif policy == "either" and d.values[f.item] is True and f.value is False:
+                    d.values[f.item], d.confidence[f.item], d.evidence[f.item] = False, f.confidence, at
                     d.sources[f.item] = backed
             elif ((f.item.startswith("script.") or f.item == "escalation_risk")
                   and f.value is True and d.values[f.item] is False):
                 d.values[f.item], d.confidence[f.item], d.evidence[f.item] = True, f.confidence, at
                 d.sources[f.item] = backed
+        floor = model_only_rude(self.model.meta)
         for i in list(d.courtesy):
-            if i not in d.red_lines and (len(flatten(turns[i].norm_text or turns[i].text)) < _MIN_RUDE_CHARS
-                                         or d.courtesy[i] < _MODEL_ONLY_RUDE):
+            if i not in d.red_lines and (len(flatten(turns[i].norm_text or turns[i].text)) < MIN_RUDE_CHARS
+                                         or d.courtesy[i] < floor):
                 del d.courtesy[i]
         for f in backing:
             if f.item == "courtesy_violation" and f.value and f.evidence and f.evidence[0].turn in position:
@@ -223,4 +247,5 @@ class LearnedJudge:
 def make_learned(settings: Settings) -> LearnedJudge:
     # the device is resolved first: 'cuda' without a GPU fails here (E077) before the model is read
     device = resolve_device(settings.judge_device)
-    return LearnedJudge(load_cached(settings.judge_model_path.resolve(), device), RulesJudge(settings))
+    return LearnedJudge(load_cached(settings.judge_model_path.resolve(), device), RulesJudge(settings),
+                        settings.lexicon_path)

@@ -96,7 +96,7 @@ def test_paraphrased_rudeness_and_escalation(judge: LearnedJudge) -> None:
 
 def test_a_missing_model_folder_fails_fast(settings: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from pipeline.errors import ConfigError
-    from pipeline.judge_model import load
+    from pipeline.learning.model import load
 
     with pytest.raises(ConfigError) as err:
         load(tmp_path)
@@ -129,3 +129,29 @@ def test_rule_evidence_moves_the_conversation_level_heads(judge: LearnedJudge) -
     mixed = mix(model, {"noise": 1.0}, 0.8)
     assert mixed["noise"] > 0.6 and abs(sum(mixed.values()) - 1.0) < 1e-9
     assert set(judge.model.meta.rule_weights) == {"complaint_type", "customer_emotion"}
+
+
+DEFLECTED = [
+    ("agent", "您好，翠湖苑物业服务中心，请讲。"),
+    ("customer", "我家热水器不出热水了，能派人来看看吗？"),
+    ("agent", "热水器是您家自己的电器，您直接打品牌的售后电话400-800-1234就可以了，他们会上门的。"),
+    ("customer", "哦，好吧。"),
+]
+
+
+@pytest.mark.parametrize("policy", ["agree", "model", "either"])
+def test_the_ownership_backing_follows_the_tuned_policy(judge: LearnedJudge, policy: str) -> None:
+    """``JudgeMeta.backing['ownership']``: with "either" a push the rules see is a push whatever the model says,
+    with "agree" only a push both see, with "model" the model alone decides."""
+    meta = judge.model.meta
+    saved = dict(meta.backing)
+    try:
+        rules = {f.item: f for f in judge.rules(convo(*DEFLECTED))}["script.ownership"]
+        meta.backing = {**saved, "ownership": "model"}
+        by_model = by_item(judge(convo(*DEFLECTED)))["script.ownership"].value
+        meta.backing = {**saved, "ownership": policy}
+        got = by_item(judge(convo(*DEFLECTED)))["script.ownership"].value
+    finally:
+        meta.backing = saved
+    want = {"model": by_model, "agree": by_model or rules.value, "either": by_model and rules.value}[policy]
+    assert got == want

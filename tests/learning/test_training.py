@@ -1,4 +1,4 @@
-"""``zhijian train`` (``pipeline.training``) on a tiny corpus: it trains, saves, loads and judges, and it
+"""``zhijian train`` (``pipeline.learning.training``) on a tiny corpus: it trains, saves, loads and judges, and it
 is deterministic."""
 
 from __future__ import annotations
@@ -11,18 +11,20 @@ import pytest
 from zhijian_testing import chat
 
 from pipeline.config import Settings
-from pipeline.corpus import from_corrections, load_corpus
 from pipeline.ingest import read_chat
-from pipeline.judge_model import load
 from pipeline.judges import get_judge
 from pipeline.judges.rules import PRODUCES
-from pipeline.training import TrainOptions, train, write_card
+from pipeline.learning.card import write_card
+from pipeline.learning.corpus import from_corrections, load_corpus
+from pipeline.learning.model import load
+from pipeline.learning.training import TrainOptions, split_of, train
+from pipeline.learning.tuning import OWNERSHIP_POLICIES
 
-TINY = Path(__file__).parent / "fixtures" / "corpus" / "tiny.jsonl"
+TINY = Path(__file__).parent.parent / "fixtures" / "corpus" / "tiny.jsonl"
 
 
 def _options(out: Path) -> TrainOptions:
-    return TrainOptions(out=out, epochs=2, hidden=32, layers=1, validation_share=0.25)
+    return TrainOptions(out=out, epochs=2, hidden=32, layers=1, tune_share=0.25, report_share=0.25)
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +40,25 @@ def test_training_writes_a_complete_model_folder(tiny_model: tuple[Path, dict]) 
     for name in ("encoder/config.json", "encoder/model.safetensors", "encoder/vocab.txt", "judge.safetensors",
                  "judge.json", "CARD.md"):
         assert (out / name).is_file(), name
-    assert summary["conversations"]["train"] + summary["conversations"]["validation"] == 16
-    assert summary["conversations"]["validation"] > 0
-    assert set(summary["validation"]) >= {"complaint_acc", "script_missed_macro_f1", "courtesy_f1",
-                                          "emotion_macro_f1", "escalation_f1"}
+    split = summary["conversations"]
+    assert split["train"] + split["tune"] + split["report"] == 16
+    assert split["tune"] > 0 and split["report"] > 0
+    assert summary["report"]["conversations"] == split["report"]
+    assert set(summary["report"]) >= {"complaint_acc", "script_missed_macro_f1", "courtesy_f1",
+                                      "emotion_macro_f1", "escalation_f1"}
     card = (out / "CARD.md").read_text(encoding="utf-8")
     assert "## Data" in card and "Parameters" in card
+    assert f"tune: {split['tune']} conversations" in card and f"report: {split['report']} conversations" in card
+    assert f"## Scores on the report split ({split['report']} conversations" in card
     meta = json.loads((out / "judge.json").read_text(encoding="utf-8"))
     assert set(meta["rule_weights"]) <= {"complaint_type", "customer_emotion"}
+    assert meta["net"]["word_dim"] == 64 and meta["words"]  # the word bag is on by default
+    # the report scores are zhijian eval's headline (evaluation.metrics), not figures of training's own
+    assert {"coverage", "courtesy_precision", "courtesy_recall"} <= set(summary["report"])
+    assert summary["report"]["coverage"] == 1.0
     assert all(0.0 <= w <= 2.0 for w in meta["rule_weights"].values())
+    # the rules' backing is tuned with the thresholds (on the tune split), not fixed by hand
+    assert meta["backing"]["ownership"] in OWNERSHIP_POLICIES and meta["backing"]["courtesy"] == "threshold"
 
 
 def test_the_trained_model_judges_a_conversation(tiny_model: tuple[Path, dict], settings: Settings,
@@ -85,6 +97,19 @@ def test_corrections_are_trained_on(settings: Settings, tmp_path: Path) -> None:
     corrected = from_corrections(result, [("complaint_type", "facility"), ("script.ownership", False)])
     assert corrected is not None
     _, summary = train([*corpus, corrected], TrainOptions(out=tmp_path, epochs=1, hidden=32, layers=1,
-                                                          validation_share=0.0), settings)
+                                                          tune_share=0.0, report_share=0.0, word_features=False),
+                       settings)
     assert summary["conversations"]["corrections"] == 1
     assert summary["conversations"]["train"] == 7
+    assert summary["report"] == {}  # nothing to report on
+    model = load(tmp_path)  # without the word bag: a folder as every one before it
+    assert model.meta.net.word_dim == 0 and model.meta.words == [] and model.net.words is None
+
+
+def test_the_splits_are_fixed_by_the_id() -> None:
+    ids = [f"X-{i:04d}" for i in range(2000)]
+    splits = [split_of(i, 0.1, 0.1) for i in ids]
+    assert splits == [split_of(i, 0.1, 0.1) for i in ids]
+    assert 150 < splits.count("tune") < 250 and 150 < splits.count("report") < 250
+    # a larger tune share takes from train only: the report split does not move
+    assert [s == "report" for s in splits] == [split_of(i, 0.3, 0.1) == "report" for i in ids]

@@ -5,6 +5,9 @@ Per turn, three readers sit side by side:
   default, or any pretrained encoder folder (``zhijian train --base bert-base-chinese/``) fine-tuned;
 - a bag of character 1–3-grams (punctuation removed, so typed chats and recognised speech read alike): cheap,
   and robust when a paraphrase shares words but not word order;
+- a bag of words and word bigrams (``NetConfig.word_dim`` > 0): the jieba/spaCy words of the text stage
+  (``Turn.tokens``), so the domain lexicon's words (物业费, 不归我们管) count as one unit each; models trained
+  before it have no such bag and read exactly as they did;
 - the rules' evidence for the turn (``RulesJudge.turn_features``), dropped at random in training so the model
   learns not to lean on it.
 A small transformer then reads the turns in order (greetings open, farewells close; a restatement echoes the
@@ -17,6 +20,12 @@ The folder (``models/judge/`` by default):
     judge.safetensors the other weights
     judge.json        sizes, n-gram vocabulary, calibration temperatures, training summary
     CARD.md           the model card
+
+Input limits: a conversation is read ``MAX_TURNS`` turns at a time, in training and at inference alike.
+Training reads a random window of a longer conversation each epoch (not its head: closings and farewells are at
+the end); inference reads a longer one in overlapping windows, takes each turn's tags from the window where the
+turn is most central, and averages the conversation-level heads over the windows. Positions are the turns'
+positions in the whole conversation, so a window's last turn is not mistaken for the conversation's end.
 
 Where it runs: ``resolve_device`` turns the ``judge_device`` setting (auto | cpu | cuda) into a torch device;
 ``load`` moves the network there and ``predict_many`` moves each batch after building it on the CPU (the
@@ -32,21 +41,24 @@ import logging
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from pipeline.corpus import AGENT_TAGS, CUSTOMER_TAGS, TURN_TAGS
 from pipeline.errors import ConfigError
+from pipeline.learning.corpus import AGENT_TAGS, CUSTOMER_TAGS, TURN_TAGS
 from pipeline.schema import COMPLAINT_TYPES, EMOTIONS, Role
 
 log = logging.getLogger("zhijian")
 
 FORMAT_VERSION = 1
+# the most turns the network reads at once, in training and at inference (see the module's docstring)
+MAX_TURNS = 40
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
@@ -60,6 +72,8 @@ class NetConfig:
     context_layers: int = 1
     max_tokens: int = 64  # characters of a turn the encoder reads (a longer turn's n-grams still count)
     dropout: float = 0.1
+    # size of the bag of words and word bigrams; 0 = none (every model folder written before it had none)
+    word_dim: int = 0
 
 
 @dataclass
@@ -68,16 +82,24 @@ class JudgeMeta:
 
     net: NetConfig
     ngrams: list[str]
+    words: list[str] = field(default_factory=list)  # word and word-bigram vocabulary (net.word_dim > 0)
     temperatures: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     # weight of the rules' evidence beside the model's, per head (0 = the model alone); tuned in training
     rule_weights: dict[str, float] = field(default_factory=dict)
+    # how the rules' verdict backs the model's, tuned with the thresholds on the tune split (``tuning.backing``):
+    # "ownership": "agree" (pushed away only when model and rules agree) | "model" | "either". A folder
+    # without it (trained before the policy was tuned) keeps the policy it was shipped with.
+    backing: dict[str, str] = field(default_factory=dict)
     version: str = "2"
     format: int = FORMAT_VERSION
     training: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, tag: str) -> float:
         return self.thresholds.get(tag, 0.5)
+
+    def ownership_policy(self) -> str:
+        return self.backing.get("ownership", "agree")
 
     def rule_weight(self, head: str) -> float:
         return self.rule_weights.get(head, 0.0)
@@ -106,6 +128,19 @@ def build_ngram_vocab(texts: Iterable[str], min_count: int = 2, max_size: int = 
     return sorted(kept, key=lambda g: (len(g), -counts[g], g))
 
 
+def word_grams(words: Sequence[str]) -> list[str]:
+    """The word bag's entries for a turn's segmented words: each word (flattened as the n-grams are; a word that
+    is only punctuation is dropped) and each pair of neighbouring words ("不归 我们")."""
+    flat = [f for f in (flatten(w) for w in words) if f]
+    return flat + [f"{a} {b}" for a, b in pairwise(flat)]
+
+
+def build_word_vocab(turn_words: Iterable[Sequence[str]], min_count: int = 2, max_size: int = 40000) -> list[str]:
+    counts = Counter(g for words in turn_words for g in word_grams(words))
+    kept = [g for g, c in counts.most_common(max_size) if c >= min_count]
+    return sorted(kept, key=lambda g: (" " in g, -counts[g], g))
+
+
 def spaced(text: str) -> str:
     """One character per 'word', so a character-level WordPiece vocabulary never needs '##' pieces."""
     s = unicodedata.normalize("NFKC", text)
@@ -126,6 +161,7 @@ class TurnInput:
     role: Role
     text: str  # normalised text (text.normalise)
     features: list[float]  # rule features (empty when the model has none)
+    words: list[str] = field(default_factory=list)  # segmented words (text.segment / Turn.tokens)
 
 
 @dataclass
@@ -140,15 +176,19 @@ class Batch:
     layout: torch.Tensor  # [B, T] index into the N turns, -1 = padding
     topic_ids: torch.Tensor  # per conversation: the n-grams of what the customer said (all turns if nothing)
     topic_offsets: torch.Tensor
+    position: torch.Tensor  # [B, T] each turn's position in its whole conversation
+    from_end: torch.Tensor  # [B, T] turns after it in its whole conversation
+    word_ids: torch.Tensor  # the word bag, as bag_ids (empty when the model has none)
+    word_offsets: torch.Tensor
+    topic_word_ids: torch.Tensor  # per conversation: the words of what the customer said, as topic_ids
+    topic_word_offsets: torch.Tensor
 
     def to(self, device: torch.device) -> Batch:
         """The same batch on ``device`` (itself when it is already there: the CPU path copies nothing)."""
         if self.layout.device == device:
             return self
-        return Batch(encoded={k: v.to(device) for k, v in self.encoded.items()}, bag_ids=self.bag_ids.to(device),
-                     bag_offsets=self.bag_offsets.to(device), features=self.features.to(device),
-                     roles=self.roles.to(device), layout=self.layout.to(device),
-                     topic_ids=self.topic_ids.to(device), topic_offsets=self.topic_offsets.to(device))
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "encoded"}
+        return Batch(encoded={k: v.to(device) for k, v in self.encoded.items()}, **moved)
 
 
 def _tokenize(tokenizer: Any, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
@@ -187,43 +227,86 @@ def _padded_backend(backend: Any, max_tokens: int, pad_id: int, pad_token: str) 
     return _BACKENDS[key][1]
 
 
-def make_batch(conversations: Sequence[Sequence[TurnInput]], tokenizer: Any, ngram_index: dict[str, int],
-               net: NetConfig) -> Batch:
-    turns = [t for conv in conversations for t in conv]
-    encoded = _tokenize(tokenizer, [spaced(t.text) for t in turns], net.max_tokens)
+def _bag(per_turn: list[list[int]]) -> tuple[list[int], list[int]]:
     ids: list[int] = []
     offsets: list[int] = []
-    turn_grams = []
-    for t in turns:
+    for grams in per_turn:
         offsets.append(len(ids))
-        grams = [ngram_index[g] for g in char_ngrams(t.text) if g in ngram_index]
-        turn_grams.append(grams)
         ids.extend(grams)
-    topic_ids: list[int] = []
-    topic_offsets: list[int] = []
+    return ids, offsets
+
+
+def make_batch(conversations: Sequence[Sequence[TurnInput]], tokenizer: Any, ngram_index: dict[str, int],
+               net: NetConfig, word_index: dict[str, int] | None = None,
+               spans: Sequence[tuple[int, int]] | None = None) -> Batch:
+    """The network's inputs. ``spans`` gives, per conversation, where its turns start in the whole conversation
+    and how many turns that has (a window of a longer one); by default each is whole."""
+    turns = [t for conv in conversations for t in conv]
+    encoded = _tokenize(tokenizer, [spaced(t.text) for t in turns], net.max_tokens)
+    turn_grams = [[ngram_index[g] for g in char_ngrams(t.text) if g in ngram_index] for t in turns]
+    ids, offsets = _bag(turn_grams)
+    words = word_index if net.word_dim else None
+    turn_words = [[words[g] for g in word_grams(t.words) if g in words] if words else [] for t in turns]
+    word_ids, word_offsets = _bag(turn_words)
+    topic: list[list[int]] = []
+    topic_words: list[list[int]] = []
     n = 0
     for conv in conversations:
-        topic_offsets.append(len(topic_ids))
         mine = range(n, n + len(conv))
         said = [i for i in mine if turns[i].role == "customer"] or list(mine)
-        topic_ids.extend(g for i in said for g in turn_grams[i])
+        topic.append([g for i in said for g in turn_grams[i]])
+        topic_words.append([g for i in said for g in turn_words[i]])
         n += len(conv)
+    topic_ids, topic_offsets = _bag(topic)
+    topic_word_ids, topic_word_offsets = _bag(topic_words)
     width = max(len(conv) for conv in conversations) if conversations else 0
     layout = torch.full((len(conversations), width), -1, dtype=torch.long)
+    position = torch.zeros((len(conversations), width), dtype=torch.long)
+    from_end = torch.zeros((len(conversations), width), dtype=torch.long)
     n = 0
     for b, conv in enumerate(conversations):
+        first, total = spans[b] if spans is not None else (0, len(conv))
         layout[b, : len(conv)] = torch.arange(n, n + len(conv))
+        position[b, : len(conv)] = torch.arange(first, first + len(conv))
+        from_end[b, : len(conv)] = total - 1 - position[b, : len(conv)]
         n += len(conv)
+
+    def longs(xs: list[int]) -> torch.Tensor:
+        return torch.tensor(xs, dtype=torch.long)
+
     return Batch(
         encoded={k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")},
-        bag_ids=torch.tensor(ids, dtype=torch.long),
-        bag_offsets=torch.tensor(offsets, dtype=torch.long),
+        bag_ids=longs(ids),
+        bag_offsets=longs(offsets),
         features=torch.tensor([t.features for t in turns], dtype=torch.float32).reshape(len(turns), net.rule_features),
-        roles=torch.tensor([0 if t.role == "agent" else 1 for t in turns], dtype=torch.long),
+        roles=longs([0 if t.role == "agent" else 1 for t in turns]),
         layout=layout,
-        topic_ids=torch.tensor(topic_ids, dtype=torch.long),
-        topic_offsets=torch.tensor(topic_offsets, dtype=torch.long),
+        topic_ids=longs(topic_ids),
+        topic_offsets=longs(topic_offsets),
+        position=position,
+        from_end=from_end,
+        word_ids=longs(word_ids),
+        word_offsets=longs(word_offsets),
+        topic_word_ids=longs(topic_word_ids),
+        topic_word_offsets=longs(topic_word_offsets),
     )
+
+
+def windows(n: int, size: int = MAX_TURNS) -> list[tuple[int, int]]:
+    """The windows (start, end) a conversation of ``n`` turns is read in: itself when it fits, else windows of
+    ``size`` turns overlapping by half, the last one ending at the last turn."""
+    if n <= size:
+        return [(0, n)]
+    starts = list(range(0, n - size + 1, max(1, size // 2)))
+    if starts[-1] != n - size:
+        starts.append(n - size)
+    return [(s, s + size) for s in starts]
+
+
+def most_central(i: int, spans: Sequence[tuple[int, int]]) -> int:
+    """The window (by index in ``spans``) in which turn ``i`` is nearest the middle (the first on a tie)."""
+    return min((w for w, (s, e) in enumerate(spans) if s <= i < e),
+               key=lambda w: abs(i - (spans[w][0] + spans[w][1] - 1) / 2))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,7 +341,7 @@ class _Pool(nn.Module):
 
 
 class JudgeNet(nn.Module):
-    def __init__(self, encoder: nn.Module, encoder_dim: int, n_ngrams: int, net: NetConfig) -> None:
+    def __init__(self, encoder: nn.Module, encoder_dim: int, n_ngrams: int, net: NetConfig, n_words: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
         self.net = net
@@ -266,8 +349,16 @@ class JudgeNet(nn.Module):
         self.bag = nn.EmbeddingBag(max(1, n_ngrams), net.ngram_dim, mode="mean")  # an empty bag reads as zeros
         self.role = nn.Embedding(2, 16)
         self.project = nn.Sequential(
-            nn.Linear(encoder_dim + net.ngram_dim + net.rule_features + 16, d), nn.GELU(), nn.Dropout(net.dropout)
+            nn.Linear(encoder_dim + net.ngram_dim + net.word_dim + net.rule_features + 16, d), nn.GELU(),
+            nn.Dropout(net.dropout)
         )
+        # only when the model has words: a folder written before them has no such weights, and loads as it was
+        self.words: nn.EmbeddingBag | None = None
+        self.complaint_by_words: nn.EmbeddingBag | None = None
+        if net.word_dim:
+            self.words = nn.EmbeddingBag(max(1, n_words), net.word_dim, mode="mean")
+            self.complaint_by_words = nn.EmbeddingBag(max(1, n_words), len(COMPLAINT_TYPES), mode="mean")
+            nn.init.zeros_(self.complaint_by_words.weight)
         self.position = nn.Embedding(32, d)
         self.from_end = nn.Embedding(8, d)
         layer = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=2 * d, dropout=net.dropout, batch_first=True)
@@ -301,17 +392,17 @@ class JudgeNet(nn.Module):
 
     def forward(self, batch: Batch) -> Output:
         text = self._encode(batch.encoded)
-        bag = self.bag(batch.bag_ids, batch.bag_offsets)
-        local = self.project(torch.cat([text, bag, batch.features, self.role(batch.roles)], dim=-1))
+        parts = [text, self.bag(batch.bag_ids, batch.bag_offsets)]
+        if self.words is not None:
+            parts.append(self.words(batch.word_ids, batch.word_offsets))
+        local = self.project(torch.cat([*parts, batch.features, self.role(batch.roles)], dim=-1))
 
         mask = batch.layout >= 0
         idx = batch.layout.clamp(min=0)
         h = local[idx] * mask.unsqueeze(-1)
-        t = batch.layout.shape[1]
-        pos = torch.arange(t, device=batch.layout.device).unsqueeze(0).expand_as(batch.layout)
-        lengths = mask.sum(1, keepdim=True)
-        from_end = (lengths - 1 - pos).clamp(min=0, max=7)
-        c = self.context(h + self.position(pos.clamp(max=31)) + self.from_end(from_end), src_key_padding_mask=~mask)
+        from_end = batch.from_end.clamp(min=0, max=7)
+        c = self.context(h + self.position(batch.position.clamp(max=31)) + self.from_end(from_end),
+                         src_key_padding_mask=~mask)
         turn_logits = self.turn_head(torch.cat([h, c], dim=-1))
 
         customer = mask & (batch.roles[idx] == 1)
@@ -319,6 +410,8 @@ class JudgeNet(nn.Module):
         has_customer = customer.any(dim=1, keepdim=True)
         pooled_em, w_em = self.emotion_pool(c, torch.where(has_customer, customer, mask))
         complaint = self.complaint_head(pooled_ct) + self.complaint_words(batch.topic_ids, batch.topic_offsets)
+        if self.complaint_by_words is not None:
+            complaint = complaint + self.complaint_by_words(batch.topic_word_ids, batch.topic_word_offsets)
         return Output(turn_logits, complaint, self.emotion_head(pooled_em), w_ct, w_em, mask, customer)
 
 
@@ -327,8 +420,19 @@ class JudgeNet(nn.Module):
 
 
 @dataclass
+class Raw:
+    """One conversation's uncalibrated outputs, windows merged (``JudgeModel.raw_many``)."""
+
+    turn_logits: torch.Tensor  # [n, len(TURN_TAGS)]
+    complaint_logits: torch.Tensor  # [13]
+    emotion_logits: torch.Tensor  # [3]
+    complaint_attention: list[float]
+    emotion_attention: list[float]
+
+
+@dataclass
 class JudgeModel:
-    """A loaded model: network, tokenizer, n-gram index and meta, ready to predict."""
+    """A loaded model: network, tokenizer, n-gram and word indexes and meta, ready to predict."""
 
     net: JudgeNet
     tokenizer: Any
@@ -336,38 +440,75 @@ class JudgeModel:
     meta: JudgeMeta
     path: Path
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where ``net`` is
+    word_index: dict[str, int] = field(default_factory=dict)
 
-    def batch(self, conversations: Sequence[Sequence[TurnInput]]) -> Batch:
-        return make_batch(conversations, self.tokenizer, self.ngram_index, self.meta.net)
+    def batch(self, conversations: Sequence[Sequence[TurnInput]],
+              spans: Sequence[tuple[int, int]] | None = None) -> Batch:
+        return make_batch(conversations, self.tokenizer, self.ngram_index, self.meta.net, self.word_index, spans)
 
     def predict(self, turns: Sequence[TurnInput]) -> Prediction:
         """Calibrated probabilities for one conversation."""
         return self.predict_many([turns])[0]
 
     @torch.inference_mode()
+    def raw_many(self, conversations: Sequence[Sequence[TurnInput]]) -> list[Raw]:
+        """Uncalibrated outputs for several conversations in one forward pass (the per-call cost of the encoder
+        is paid once), each read in windows of at most ``MAX_TURNS`` turns: a turn's logits come from the window
+        where it is most central, the conversation-level logits and attention are averaged over the windows.
+        The network must be in eval mode (``load`` leaves it so; training sets it back before predicting)."""
+        rows: list[Sequence[TurnInput]] = []
+        spans: list[tuple[int, int]] = []
+        owner: list[list[int]] = []  # per conversation: its rows
+        for conv in conversations:
+            mine = []
+            for s, e in windows(len(conv)):
+                mine.append(len(rows))
+                rows.append(conv[s:e])
+                spans.append((s, len(conv)))
+            owner.append(mine)
+        out = self.net(self.batch(rows, spans).to(self.device))
+        turn_logits, complaint, emotion = out.turn_logits.cpu(), out.complaint_logits.cpu(), out.emotion_logits.cpu()
+        ct_att, em_att = out.complaint_attention.cpu(), out.emotion_attention.cpu()
+        raws = []
+        for conv, mine in zip(conversations, owner, strict=True):
+            n = len(conv)
+            if len(mine) == 1:
+                r = mine[0]
+                raws.append(Raw(turn_logits[r, :n], complaint[r], emotion[r], ct_att[r, :n].tolist(),
+                                em_att[r, :n].tolist()))
+                continue
+            where = [(spans[r][0], spans[r][0] + len(rows[r])) for r in mine]
+            central = [most_central(i, where) for i in range(n)]
+            per_turn = torch.stack([turn_logits[mine[w], i - where[w][0]] for i, w in enumerate(central)])
+            ct_sum, em_sum = torch.zeros(n), torch.zeros(n)
+            for r, (s, e) in zip(mine, where, strict=True):
+                ct_sum[s:e] += ct_att[r, : e - s]
+                em_sum[s:e] += em_att[r, : e - s]
+            k = len(mine)
+            raws.append(Raw(per_turn, complaint[mine].mean(0), emotion[mine].mean(0), (ct_sum / k).tolist(),
+                            (em_sum / k).tolist()))
+        return raws
+
+    @torch.inference_mode()
     def predict_many(self, conversations: Sequence[Sequence[TurnInput]]) -> list[Prediction]:
-        """Calibrated probabilities for several conversations in one forward pass (the per-call cost of the
-        encoder is paid once). The network must be in eval mode (``load`` leaves it so; training sets it back
-        before predicting)."""
+        """Calibrated probabilities for several conversations (``raw_many``, then each head's temperature)."""
         if not conversations:
             return []
-        out = self.net(self.batch(conversations).to(self.device))
-        temps = torch.tensor([self.meta.temperature(tag) for tag in TURN_TAGS], device=self.device)
-        turn_p = torch.sigmoid(out.turn_logits / temps).tolist()
-        complaint = torch.softmax(out.complaint_logits / self.meta.temperature("complaint_type"), -1).tolist()
-        emotion = torch.softmax(out.emotion_logits / self.meta.temperature("customer_emotion"), -1).tolist()
-        ct_att, em_att = out.complaint_attention.tolist(), out.emotion_attention.tolist()
+        raws = self.raw_many(conversations)
+        temps = torch.tensor([self.meta.temperature(tag) for tag in TURN_TAGS])
         at = {tag: j for j, tag in enumerate(TURN_TAGS)}
         preds = []
-        for b, turns in enumerate(conversations):
-            n = len(turns)
+        for turns, raw in zip(conversations, raws, strict=True):
+            turn_p = torch.sigmoid(raw.turn_logits / temps).tolist()
+            complaint = torch.softmax(raw.complaint_logits / self.meta.temperature("complaint_type"), -1).tolist()
+            emotion = torch.softmax(raw.emotion_logits / self.meta.temperature("customer_emotion"), -1).tolist()
             preds.append(Prediction(
-                tags=[{tag: turn_p[b][i][at[tag]] for tag in (AGENT_TAGS if t.role == "agent" else CUSTOMER_TAGS)}
+                tags=[{tag: turn_p[i][at[tag]] for tag in (AGENT_TAGS if t.role == "agent" else CUSTOMER_TAGS)}
                       for i, t in enumerate(turns)],
-                complaint=dict(zip(COMPLAINT_TYPES, complaint[b], strict=True)),
-                emotion=dict(zip(EMOTIONS, emotion[b], strict=True)),
-                complaint_attention=ct_att[b][:n],
-                emotion_attention=em_att[b][:n],
+                complaint=dict(zip(COMPLAINT_TYPES, complaint, strict=True)),
+                emotion=dict(zip(EMOTIONS, emotion, strict=True)),
+                complaint_attention=raw.complaint_attention,
+                emotion_attention=raw.emotion_attention,
             ))
         return preds
 
@@ -463,7 +604,7 @@ def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
         if meta.format != FORMAT_VERSION:
             raise ValueError(f"format {meta.format}, this version reads {FORMAT_VERSION}")
         encoder, tokenizer = pretrained_encoder(folder / "encoder")
-        net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net)
+        net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net, len(meta.words))
         result = net.load_state_dict(load_file(str(folder / "judge.safetensors")), strict=False)
         unexpected = [k for k in result.missing_keys if not k.startswith("encoder.")] + list(result.unexpected_keys)
         if unexpected:
@@ -478,7 +619,8 @@ def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
         except (RuntimeError, AssertionError) as e:  # no driver, out of memory, a torch built without CUDA
             raise ConfigError("E077", device=str(where), detail=str(e).splitlines()[0]) from e
     log.info("loaded judge model %s (%s) on %s", folder, meta.version, where)
-    return JudgeModel(net, tokenizer, {g: i for i, g in enumerate(meta.ngrams)}, meta, folder, where)
+    return JudgeModel(net, tokenizer, {g: i for i, g in enumerate(meta.ngrams)}, meta, folder, where,
+                      {g: i for i, g in enumerate(meta.words)})
 
 
 @lru_cache(maxsize=2)

@@ -1,4 +1,4 @@
-"""Training data (``pipeline.corpus``): the written corpus and reviewers' corrections."""
+"""Training data (``pipeline.learning.corpus``): the written corpus and reviewers' corrections."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.corpus import AGENT_TAGS, from_corrections, load_corpus, parse_correction
 from pipeline.errors import InputError
+from pipeline.learning.corpus import AGENT_TAGS, from_corrections, load_corpus, parse_correction
 
-TINY = Path(__file__).parent / "fixtures" / "corpus" / "tiny.jsonl"
-SHIPPED = Path(__file__).parent.parent / "models" / "corpus" / "conversations"
+TINY = Path(__file__).parent.parent / "fixtures" / "corpus" / "tiny.jsonl"
+SHIPPED = Path(__file__).parent.parent.parent / "models" / "corpus" / "conversations"
 
 
 def test_tiny_corpus_loads_with_every_tag_known() -> None:

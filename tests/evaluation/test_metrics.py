@@ -1,10 +1,10 @@
-"""Agreement measures (``pipeline.evaluation``)."""
+"""Agreement measures (``pipeline.evaluation.metrics``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.evaluation import PRF, cohen_kappa, evaluate
+from pipeline.evaluation.metrics import PRF, cohen_kappa, evaluate
 from pipeline.schema import SCRIPT_ITEMS
 
 
