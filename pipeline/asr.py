@@ -259,18 +259,21 @@ def recognise_tracks(model, tracks: Sequence[Track], options: TranscribeOptions
     """The words spoken in each span of each track, with their times in its recording; or, for a track
     whose owner's budget ran out (E009), that error.
 
-    All tracks' windows are decoded together, ``options.batch_size`` at a time, so the batches stay full
-    even when each call has only a few windows (a short call's two channels often have one or two). On the
-    2-core CPU this saves ~10 % of the beam search and nothing on the encoder (measured: 16 windows, batch 8
-    vs 1); on a GPU full batches are what keeps it busy. Each window is decoded on its own (no text carried
-    across windows), so a window's text does not depend on which others share its batch (the first 8 dev
-    calls came out identical alone and as one group). Word timestamps say which span each word came from.
+    Each call's windows (the tracks of one ``owner``) are decoded together, ``options.batch_size`` at a time;
+    a batch never holds two calls' windows, and each call's tracks are laid end to end on a timeline of its
+    own. So a call's words depend on its own audio only, never on which calls share its group: a resumed
+    night (other calls left to do), a night split over Dask workers and a call recognised alone all give
+    the same transcript. Batching across calls filled the batches better (~10 % of the beam search on short
+    calls), but on CPU the batch changes the numbers: CTranslate2's oneDNN and MKL kernels give a row
+    slightly different results with other rows beside it (OpenNMT/CTranslate2#693), enough to flip a beam,
+    and a resumed night's calls then came out unlike the uninterrupted night's (stop 14's CI). A minute of
+    stereo call is ~4 windows, so real calls still fill most of a batch of 8. Word timestamps say which
+    span each word came from.
 
-    Faster-whisper's ``BatchedInferencePipeline`` takes one prompt for a whole batch; calls from different
-    sites have different hot words, so this runs the same steps (encode, generate, align:
-    ``BatchedInferencePipeline.forward``, faster-whisper 1.2) with a prompt per window.
-    CTranslate2 needs the start-of-transcript token at one position in a batch: only windows whose prompts
-    have the same length share a batch.
+    Faster-whisper's ``BatchedInferencePipeline`` takes one prompt for a whole batch; this runs the same
+    steps (encode, generate, align: ``BatchedInferencePipeline.forward``, faster-whisper 1.2) with a prompt
+    per window. CTranslate2 needs the start-of-transcript token at one position in a batch: only windows
+    whose prompts have the same length share a batch.
     """
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
@@ -285,23 +288,28 @@ def recognise_tracks(model, tracks: Sequence[Track], options: TranscribeOptions
     for t in tracks:
         if t.prompt not in prompts:
             prompts[t.prompt] = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=t.prompt)
-    # tracks laid end to end on one timeline, as one long recording: the word-timing pass carries the last
-    # word's time from window to window (to trim a long first word after a pause), and a track's first
-    # window then follows the previous track's end much as it would follow time 0 on its own
-    base = np.concatenate([[0.0], np.cumsum([len(p.joined) / sr for p in packed])])
-    windows = sorted(((len(prompts[t.prompt]), i, w) for i, t in enumerate(tracks)
-                      for w in range(len(packed[i].windows))), key=lambda k: (k[0], k[1], k[2]))
+    # each call's tracks laid end to end on one timeline of its own, as one long recording: the word-timing
+    # pass carries the last word's time from window to window (to trim a long first word after a pause)
+    base: list[float] = []
+    ends: dict[int, float] = {}  # owner → where its timeline ends so far
+    for t, p in zip(tracks, packed, strict=True):
+        base.append(ends.get(t.owner, 0.0))
+        ends[t.owner] = base[-1] + len(p.joined) / sr
+    windows = sorted(((tracks[i].owner, len(prompts[t.prompt]), i, w) for i, t in enumerate(tracks)
+                      for w in range(len(packed[i].windows))))
     raw: list[list[tuple[float, float, str, float]]] = [[] for _ in tracks]
     failed: dict[int, InputError] = {}  # owner → its E009
     last_speech = 0.0
     at = 0
     while at < len(windows):
-        length = windows[at][0]
+        owner, length = windows[at][:2]
+        if at == 0 or windows[at - 1][0] != owner:
+            last_speech = 0.0  # a call's first window: as if it were recognised alone
         batch: list[tuple[int, int]] = []
-        while at < len(windows) and windows[at][0] == length and len(batch) < options.batch_size:
-            _, i, w = windows[at]
+        while at < len(windows) and windows[at][:2] == (owner, length) and len(batch) < options.batch_size:
+            _, _, i, w = windows[at]
             at += 1
-            if tracks[i].owner not in failed:
+            if owner not in failed:
                 batch.append((i, w))
         if not batch:
             continue
@@ -573,14 +581,15 @@ def transcribe_job(job: CallJob, settings: Settings) -> Transcript | Failure:
 def transcribe_jobs(jobs: Sequence[CallJob], settings: Settings) -> list[Transcript | Failure]:
     """Each job's transcript or failure, in order: the unit of work a night's worker is given (a group of
     ``settings.asr.calls_per_batch`` calls). All the group's calls are decoded and cut first, then their
-    windows are recognised together in full batches (``recognise_tracks``), then each call's turns are made.
+    windows are recognised in one pass, each call's in batches of its own (``recognise_tracks``), then each
+    call's turns are made.
 
     One call's failure stays its own: a bad file fails at decoding, a call whose budget
     (``settings.night.time_budget_seconds``, counted from its decoding) runs out during the shared
     recognition fails with E009 and its remaining windows are dropped; should the shared pass itself raise,
     each call is recognised again on its own, so only the one that breaks it fails. Each window is decoded
-    on its own (no text carried over), so a call's words come from its own audio; the same jobs in the same
-    groups give the same transcripts run to run."""
+    on its own (no text carried over) and only beside its own call's windows, so a call's words come from
+    its own audio: the same call gives the same transcript in any group, or alone."""
     stages: Stages = defaultdict(float)
     t0 = time.perf_counter()
     results: list[Transcript | Failure | None] = [None] * len(jobs)

@@ -44,9 +44,10 @@ class AsrSettings(BaseModel):
     max_turn_pause: float = Field(1.0, gt=0, description="a pause this long (s) inside one channel ends a turn")
     batch_size: int = Field(8, ge=1, le=64, description="30 s recogniser windows decoded together in one batch")
     calls_per_batch: int = Field(
-        8, ge=1, le=256, description="calls a night's worker recognises together (asr.transcribe_jobs): their "
-        "windows share batches, so the batches stay full; more calls cost more memory (decoded audio, ~8 MB "
-        "per minute of stereo) and a longer wait for the first results")
+        8, ge=1, le=256, description="calls a night's worker takes as one task (asr.transcribe_jobs): decoded and "
+        "cut together, then recognised in one pass, each call in batches of its own windows (so its words "
+        "never depend on the others); more calls mean fewer tasks but more memory (decoded audio, ~8 MB per "
+        "minute of stereo) and a longer wait for the first results")
 
 
 class AudioSettings(BaseModel):
