@@ -48,6 +48,27 @@ def model_only_rude(meta: JudgeMeta) -> float:
     return max(meta.threshold("courtesy_violation"), _UNTUNED_MODEL_ONLY_RUDE)
 
 
+# The rules' backing, one definition for the judge (``LearnedJudge._back_with_rules``) and for tuning
+# (``tuning.decisions`` simulates it on the tune split, so what is tuned is what runs).
+
+def pushed_away(model: bool, rules: bool, policy: str) -> bool:
+    """Whether the customer was pushed away (ownership false), from the model's and the rules' say and the
+    folder's tuned ownership policy (``JudgeMeta.ownership_policy``)."""
+    if policy == "agree":
+        return model and rules
+    if policy == "either":
+        return model or rules
+    if policy == "model":
+        return model
+    raise ValueError(f"unknown ownership policy {policy!r}")
+
+
+def rude(probability: float, chars: int, floor: float, forced: bool) -> bool:
+    """Whether an agent turn is a courtesy violation: the rules or an explicit 服务禁语 say so (``forced``), or
+    the model does, strongly (``floor``), on a turn long enough to carry it (``MIN_RUDE_CHARS``)."""
+    return forced or (chars >= MIN_RUDE_CHARS and probability >= floor)
+
+
 @dataclass
 class Decision:
     """A conversation's verdict from one prediction: values, confidences and evidence turn positions."""
@@ -218,12 +239,10 @@ class LearnedJudge:
         for f in backing:
             at = [position[e.turn] for e in f.evidence if e.turn in position]
             if f.item == "script.ownership":
-                policy = self.model.meta.ownership_policy()
-                if policy == "agree" and d.values[f.item] is False and f.value is True:
-                    d.values[f.item], d.confidence[f.item], d.evidence[f.item] = True, f.confidence, []
-                    d.sources[f.item] = backed
-                elif policy == "either" and d.values[f.item] is True and f.value is False:
-                    d.values[f.item], d.confidence[f.item], d.evidence[f.item] = False, f.confidence, at
+                model_pushed, rules_pushed = d.values[f.item] is False, f.value is False
+                if pushed_away(model_pushed, rules_pushed, self.model.meta.ownership_policy()) != model_pushed:
+                    d.values[f.item], d.confidence[f.item] = model_pushed, f.confidence
+                    d.evidence[f.item] = at if rules_pushed else []
                     d.sources[f.item] = backed
             elif ((f.item.startswith("script.") or f.item == "escalation_risk")
                   and f.value is True and d.values[f.item] is False):
@@ -231,8 +250,8 @@ class LearnedJudge:
                 d.sources[f.item] = backed
         floor = model_only_rude(self.model.meta)
         for i in list(d.courtesy):
-            if i not in d.red_lines and (len(flatten(turns[i].norm_text or turns[i].text)) < MIN_RUDE_CHARS
-                                         or d.courtesy[i] < floor):
+            if not rude(d.courtesy[i], len(flatten(turns[i].norm_text or turns[i].text)), floor,
+                        forced=i in d.red_lines):
                 del d.courtesy[i]
         for f in backing:
             if f.item == "courtesy_violation" and f.value and f.evidence and f.evidence[0].turn in position:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.evaluation.metrics import PRF
-from pipeline.judges.learned import MIN_RUDE_CHARS, mix, turn_inputs
+from pipeline.judges.learned import mix, pushed_away, rude, turn_inputs
 from pipeline.judges.rules import FEATURE_NAMES, Reading, RulesJudge
 from pipeline.learning.augmentation import Example, split_like_a_recogniser, without_punctuation
 from pipeline.learning.corpus import TURN_TAGS, tags_for
@@ -25,6 +25,7 @@ from pipeline.schema import COMPLAINT_TYPES, EMOTIONS
 
 _TEMPERATURES = [round(0.5 + 0.05 * i, 2) for i in range(91)]  # 0.5 … 5.0
 _THRESHOLDS = [round(0.2 + 0.05 * i, 2) for i in range(14)]  # 0.20 … 0.85
+_DEFAULT_THRESHOLD = 0.5  # JudgeMeta.threshold for a tag with none tuned
 _FORBIDDEN = FEATURE_NAMES.index("forbidden")
 RULE_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)
 
@@ -136,8 +137,9 @@ def decisions(model: JudgeModel, examples: Sequence[Example], turns_of: Callable
     courtesy violation needs ``MIN_RUDE_CHARS``), so what is tuned is what runs. For ownership the policy is
     tuned too: pushed away when the model says so, only when model and rules agree, or when either says so."""
     conv_max: dict[str, list[tuple[bool, float, bool]]] = {tag: [] for tag in TURN_TAGS}
-    # courtesy per labelled agent turn: (truth, model probability, long enough, forced by the rules)
-    rude_turns: list[tuple[bool, float, bool, bool]] = []
+    # courtesy per labelled agent turn: (truth, model probability, characters, restate probability,
+    # an explicit forbidden phrase, the rules find it rude)
+    rude_turns: list[tuple[bool, float, int, float, bool, bool]] = []
     # per conversation-level head: (truth, model's probabilities, rules' evidence)
     heads: dict[str, list[tuple[str, dict[str, float], dict[str, float]]]] = {"complaint_type": [],
                                                                               "customer_emotion": []}
@@ -160,11 +162,9 @@ def decisions(model: JudgeModel, examples: Sequence[Example], turns_of: Callable
         for i, t in enumerate(conv.turns):
             if "courtesy_violation" not in t.tags:
                 continue
-            # as at inference: an explicit forbidden phrase is a red line unless the turn restates (quotes) the
-            # customer; the restate threshold is the model's default here (it is tuned below, from these rows)
-            red = reading.features[i][_FORBIDDEN] > 0 and pred.tags[i]["restate"] < 0.5
             rude_turns.append((bool(t.tags["courtesy_violation"]), pred.tags[i]["courtesy_violation"],
-                               len(flatten(ex.texts[i])) >= MIN_RUDE_CHARS, red or i in said.rude))
+                               len(flatten(ex.texts[i])), pred.tags[i]["restate"],
+                               reading.features[i][_FORBIDDEN] > 0, i in said.rude))
 
     def f1(pairs: Iterable[tuple[bool, bool]]) -> float:
         counts = PRF()
@@ -176,19 +176,13 @@ def decisions(model: JudgeModel, examples: Sequence[Example], turns_of: Callable
     policy = {"courtesy": "threshold", "ownership": OWNERSHIP_POLICIES[0]}
     for tag in TURN_TAGS:
         if tag == "courtesy_violation":
-            if sum(t for t, *_ in rude_turns) >= 5:
-                thresholds[tag] = _best_threshold(lambda th: f1(
-                    (t, forced or (long and p >= th)) for t, p, long, forced in rude_turns))
-            continue
+            continue  # below, once restate's threshold is known
         maxima = conv_max[tag]
         if sum(t for t, _, _ in maxima) < 5:
             continue
         if tag == "ownership_violation":
-            def pushed(p: float, rules: bool, th: float, how: str) -> bool:
-                return {"model": p >= th, "agree": p >= th and rules, "either": p >= th or rules}[how]
-
             best = max(((how, th) for how in OWNERSHIP_POLICIES for th in _THRESHOLDS),
-                       key=lambda c: (round(f1((t, pushed(p, r, c[1], c[0])) for t, p, r in maxima), 4),
+                       key=lambda c: (round(f1((t, pushed_away(p >= c[1], r, c[0])) for t, p, r in maxima), 4),
                                       -OWNERSHIP_POLICIES.index(c[0]), -abs(c[1] - 0.5)))
             policy["ownership"], thresholds[tag] = best
         elif tag == "escalation":
@@ -196,6 +190,13 @@ def decisions(model: JudgeModel, examples: Sequence[Example], turns_of: Callable
         else:
             # a script item is scored on catching it *missed*
             thresholds[tag] = _best_threshold(_backed_f1(maxima, present_is_positive=False))
+    if sum(t for t, *_ in rude_turns) >= 5:
+        # as at inference: an explicit forbidden phrase is a red line unless the turn restates (quotes) the
+        # customer, at restate's tuned threshold
+        restate = thresholds.get("restate", _DEFAULT_THRESHOLD)
+        thresholds["courtesy_violation"] = _best_threshold(lambda th: f1(
+            (t, rude(p, chars, th, forced=(forbidden and r < restate) or said_rude))
+            for t, p, chars, r, forbidden, said_rude in rude_turns))
 
     def head_score(rows: list[tuple[str, dict[str, float], dict[str, float]]], macro: bool) -> Callable[[float], float]:
         # complaint type is scored by accuracy, emotion by macro F1 (as tools/score.py scores them)
