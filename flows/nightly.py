@@ -578,8 +578,10 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
         def judge(batch: list[Any]) -> None:
             count(runner.submit(judge_and_store, parameters={"items": batch, "digests": digests, "ctx": ctx}).result())
 
-        for chat_batch in _groups([i for i in todo if isinstance(i, ChatRef)], BATCH):
-            judge(chat_batch)
+        # chats are judged (the judges loading first) while the first calls are recognised: judging is one
+        # thread and recognition leaves a core idle while it decodes; a night with chats waited ~15 s for them
+        chats = [runner.submit(judge_and_store, parameters={"items": b, "digests": digests, "ctx": ctx})
+                 for b in _groups([i for i in todo if isinstance(i, ChatRef)], BATCH)]
         # calls: recognised one after the other (bounded pool), judged BATCH at a time, or sooner once the
         # batch has been call_batch_seconds in the making, so a long night's results are stored as it goes
         batch: list[Transcript | Failure] = []
@@ -592,6 +594,8 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
                 batch, since = [], time.monotonic()
         if batch:
             judge(batch)
+        for future in chats:
+            count(future.result())
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -20,6 +20,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -580,53 +581,51 @@ def transcribe_job(job: CallJob, settings: Settings) -> Transcript | Failure:
 
 def transcribe_jobs(jobs: Sequence[CallJob], settings: Settings) -> list[Transcript | Failure]:
     """Each job's transcript or failure, in order: the unit of work a night's worker is given (a group of
-    ``settings.asr.calls_per_batch`` calls). All the group's calls are decoded and cut first, then their
-    windows are recognised in one pass, each call's in batches of its own (``recognise_tracks``), then each
-    call's turns are made.
+    ``settings.asr.calls_per_batch`` calls). While one call is recognised (the recogniser's threads), the
+    next is decoded and its voices found on a thread of its own: decoding and Silero VAD use one core, and
+    were a tenth of the night with the other core idle (docs/capacity.md). Each call's windows are
+    recognised in batches of their own (``recognise_tracks``), then its turns are made.
 
     One call's failure stays its own: a bad file fails at decoding, a call whose budget
-    (``settings.night.time_budget_seconds``, counted from its decoding) runs out during the shared
-    recognition fails with E009 and its remaining windows are dropped; should the shared pass itself raise,
-    each call is recognised again on its own, so only the one that breaks it fails. Each window is decoded
-    on its own (no text carried over) and only beside its own call's windows, so a call's words come from
-    its own audio: the same call gives the same transcript in any group, or alone."""
+    (``settings.night.time_budget_seconds``, counted from its decoding) runs out during recognition fails
+    with E009, an unexpected error fails that call (E099). Each window is decoded on its own (no text
+    carried over) and only beside its own call's windows, so a call's words come from its own audio: the
+    same call gives the same transcript in any group, or alone."""
     stages: Stages = defaultdict(float)
     t0 = time.perf_counter()
-    results: list[Transcript | Failure | None] = [None] * len(jobs)
-    calls: list[tuple[int, _Call]] = []
-    for i, job in enumerate(jobs):
-        try:
-            calls.append((i, _prepare(job.meta, settings, Budget(settings.night.time_budget_seconds, job.audio_path),
-                                      i, stages)))
-        except Exception as e:
-            results[i] = _failed(job, e)
-    heard: list[list[list[Word]] | InputError] = []
-    if calls:
-        try:
-            with _timed(stages, "model_load"):
-                model = _model(settings)
-            with _timed(stages, "recognition"):
-                heard = recognise_tracks(model, [t for _, c in calls for t in c.tracks], _options(settings))
-        except Exception:
-            log.warning("recognising %d calls together failed; recognising them one by one", len(calls),
-                        exc_info=True)
-            for i, _ in calls:
-                results[i] = transcribe_job(jobs[i], settings)
-            calls = []
-    at = 0
-    for i, call in calls:
-        mine, at = heard[at : at + len(call.tracks)], at + len(call.tracks)
-        try:
-            words = []
-            for w in mine:
-                if isinstance(w, InputError):
-                    raise w
-                words.append(w)
-            results[i] = _finish(call, words, settings, stages)
-        except Exception as e:
-            results[i] = _failed(jobs[i], e)
+    results: list[Transcript | Failure] = []
+    model = None
+
+    def prepare(i: int) -> tuple[_Call, Stages]:
+        mine: Stages = defaultdict(float)  # the preparing thread's own, added to the group's below
+        job = jobs[i]
+        return _prepare(job.meta, settings, Budget(settings.night.time_budget_seconds, job.audio_path), 0,
+                        mine), mine
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhijian-prepare") as ahead:
+        upcoming: Future[tuple[_Call, Stages]] | None = ahead.submit(prepare, 0) if jobs else None
+        for i, job in enumerate(jobs):
+            assert upcoming is not None
+            current = upcoming
+            upcoming = ahead.submit(prepare, i + 1) if i + 1 < len(jobs) else None
+            try:
+                call, prep_stages = current.result()
+                for k, v in prep_stages.items():
+                    stages[k] += v
+                if model is None:
+                    with _timed(stages, "model_load"):
+                        model = _model(settings)
+                with _timed(stages, "recognition"):
+                    heard = recognise_tracks(model, call.tracks, _options(settings))
+                words = []
+                for w in heard:
+                    if isinstance(w, InputError):
+                        raise w
+                    words.append(w)
+                results.append(_finish(call, words, settings, stages))
+            except Exception as e:
+                results.append(_failed(job, e))
     _add_stages(stages)
     log.info("asr stages: calls=%d seconds=%.2f %s", len(jobs), time.perf_counter() - t0,
              " ".join(f"{k}={stages[k]:.2f}" for k in STAGES))
-    assert all(r is not None for r in results)
-    return [r for r in results if r is not None]
+    return results

@@ -23,9 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
-from zhijian_testing import DAY, Night, copy_call, write_chat
+from zhijian_testing import AUDIO, DAY, Night, copy_call, read_wav, sidecar, write_chat, write_json, write_wav
 
 from pipeline.config import Settings, get_settings
 from pipeline.store import Store
@@ -135,13 +136,19 @@ def test_ctrl_c_stops_within_seconds(tmp_path: Path, settings: Settings, prefect
     """SIGINT to the process group (Ctrl-C in a terminal) while a call is being recognised: the run stops
     within 10 s with rc 130, keeps what it stored, says how to resume in one line, and the ephemeral Prefect
     API does not flood the terminal with errors."""
-    inbox = _inbox(tmp_path, ["mono_short"])
+    inbox = _inbox(tmp_path, [])
+    # five minutes of call: the chats are judged while the first call is recognised, so a short call could
+    # be done before they are stored
+    samples, rate = read_wav(AUDIO / "mono_short.wav")
+    calls = inbox / DAY / "calls"
+    write_wav(calls / "C20260101-0003.wav", samples=np.tile(samples, 20), rate=rate)
+    write_json(calls / "C20260101-0003.json", sidecar("mono_short"))
     db = tmp_path / "ctrl-c.db"
     log = tmp_path / "run.log"
     proc = _start(inbox, db, prefect_home, log)
     try:
         _wait_for(lambda: set(CHAT_IDS) <= set(_stored(db)), proc, log)
-        time.sleep(1.0)  # recognition of the call has begun
+        time.sleep(1.0)  # the call is still being recognised
         sent = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         rc = proc.wait(timeout=30)
