@@ -14,8 +14,9 @@ The night runs as ``zhijian run -v`` inside a child of this script that times th
 not time itself: the text stage (spaCy + jieba), the judges, the store, the start of Prefect's API. The
 recognition stages (decode, VAD, recognition, mono speaker labelling, model load) are timed by
 ``pipeline.asr`` itself, which logs them per group of calls (``asr stages:``), wherever the group ran.
-Judging runs on its own thread while the next calls are recognised, so stages can overlap; "rest" is
-the night's wall minus the recognition stages and the store, i.e. what judging did not hide plus process
+Judging runs on its own thread while the next calls are recognised, and the next call is decoded and its
+voices found ("ahead") while one is recognised, so stages overlap; "rest" is the night's wall minus the
+stages on the recognition thread and the store, i.e. what judging and decoding did not hide plus process
 start, imports, Prefect's flow and task overhead.
 """
 
@@ -161,8 +162,8 @@ def score(day: Path, path: Path) -> dict[str, Any]:
 def stage_table(night: dict[str, Any]) -> list[tuple[str, float]]:
     asr, child = night["asr"], night["child"]
     rows = [
-        ("decode (PyAV, resample to 16 kHz)", asr.get("decode", 0.0)),
-        ("VAD (Silero + crosstalk gate)", asr.get("vad", 0.0)),
+        ("ahead: decode (PyAV, resample to 16 kHz)", asr.get("decode", 0.0)),
+        ("ahead: VAD (Silero + crosstalk gate)", asr.get("vad", 0.0)),
         ("ASR model load", asr.get("model_load", 0.0)),
         ("recognition (features, encode, beam search, word times)", asr.get("recognition", 0.0)),
         ("mono speaker labelling (voice features + roles)", asr.get("mono_speakers", 0.0)),
@@ -173,8 +174,9 @@ def stage_table(night: dict[str, Any]) -> list[tuple[str, float]]:
         ("imports before the CLI starts (pipeline, numpy, pydantic)", child.get("imports", 0.0)),
         ("judging: judges' models load (once per process)", child.get("judge_load", 0.0)),
     ]
-    serial = sum(v for k, v in rows if not k.startswith("judging"))
-    rows.append(("rest: Prefect import, flow and task overhead, judging not hidden", night["wall"] - serial))
+    serial = sum(v for k, v in rows if not k.startswith(("judging", "ahead")))
+    rows.append(("rest: Prefect import, flow and task overhead, judging and decoding not hidden",
+                 night["wall"] - serial))
     return rows
 
 
