@@ -157,6 +157,16 @@ class ChatRef:
     meta: ConversationMeta  # who and what (not the messages): a cross-day failure stays on its agent's record
 
 
+def identity(item: CallJob | ChatRef | Failure) -> tuple[str, str, ConversationMeta | None]:
+    """A planned conversation's id, the file it came from and who and what it is (an ingest failure may
+    know nothing of that)."""
+    if isinstance(item, ChatRef):
+        return item.conversation_id, item.path, item.meta
+    if isinstance(item, CallJob):
+        return item.meta.id, item.meta.source, item.meta
+    return item.conversation_id, item.source, None
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One conversation's fate tonight, as the summary counts it."""
@@ -365,13 +375,20 @@ def _groups(items: Sequence[T], size: int) -> Iterator[list[T]]:
         yield list(items[at:at + size])
 
 
-def _calls_in_order(runner: ThreadPoolTaskRunner[Any], jobs: Sequence[CallJob], settings: Settings,
+def units(todo: Sequence[CallJob | ChatRef], settings: Settings) -> tuple[list[list[ChatRef]], list[list[CallJob]]]:
+    """The night's units of work, in process and on Dask alike: chats in batches of ``BATCH`` (judged
+    together), calls in groups of ``settings.asr.calls_per_batch`` (one recognition task each)."""
+    return (list(_groups([i for i in todo if isinstance(i, ChatRef)], BATCH)),
+            list(_groups([i for i in todo if isinstance(i, CallJob)], settings.asr.calls_per_batch)))
+
+
+def _calls_in_order(runner: ThreadPoolTaskRunner[Any], groups: Sequence[list[CallJob]], settings: Settings,
                     progress: ProgressCallback | None) -> Iterator[Transcript | Failure]:
     """Each call's transcript or failure, in order; at most ``concurrency`` groups recognised at once and one
     more queued each, so nothing piles up in the flow process."""
     window: deque[PrefectFuture[Any]] = deque()
     ahead = 2 * settings.transcribe_concurrency
-    for group in _groups(jobs, settings.asr.calls_per_batch):
+    for group in groups:
         window.append(runner.submit(transcribe, parameters={"jobs": group, "settings": settings,
                                                            "progress": progress}))
         if len(window) >= ahead:
@@ -438,10 +455,9 @@ def _on_dask(runner: Any, todo: Sequence[CallJob | ChatRef], digests: dict[str, 
     Outcomes counted (and shown) as it ends."""
     import distributed
 
-    units: list[tuple[Any, list[Any]]] = [(judge_and_store, g) for g in _groups(
-        [i for i in todo if isinstance(i, ChatRef)], BATCH)]
-    units += [(recognise_judge_store, g) for g in _groups(
-        [i for i in todo if isinstance(i, CallJob)], ctx.settings.asr.calls_per_batch)]
+    chat_batches, call_groups = units(todo, ctx.settings)
+    work: list[tuple[Any, list[Any]]] = [(judge_and_store, b) for b in chat_batches]
+    work += [(recognise_judge_store, g) for g in call_groups]
     flying: dict[Any, tuple[Any, list[Any]]] = {}
 
     def lost(group: list[Any], e: BaseException) -> list[Outcome]:
@@ -450,8 +466,7 @@ def _on_dask(runner: Any, todo: Sequence[CallJob | ChatRef], digests: dict[str, 
         log.error("a group of %d conversations was lost on its worker: %s: %s", len(group), type(e).__name__, e)
         out = []
         for item in group:
-            conv_id, source, meta = (item.conversation_id, item.path, item.meta) if isinstance(item, ChatRef) \
-                else (item.meta.id, item.meta.source, item.meta)
+            conv_id, source, meta = identity(item)
             err = InputError("E099", source, detail=f"lost on its Dask worker: {type(e).__name__}: {e}"[:300])
             f = failure(conv_id, Path(source), err, stage="worker", meta=meta)
             out.append(Outcome(conv_id, ok=False, stored=False, failure=f.model_dump(mode="json")))
@@ -478,9 +493,8 @@ def _on_dask(runner: Any, todo: Sequence[CallJob | ChatRef], digests: dict[str, 
             for o in outcomes:
                 _tell(progress, "stored" if o.ok else "failed", o.conversation_id)
 
-    for fn, group in units:
-        mine = {k: digests.get(k) for k in (
-            g.conversation_id if isinstance(g, ChatRef) else g.meta.id for g in group)}
+    for fn, group in work:
+        mine = {k: digests.get(k) for k in (identity(g)[0] for g in group)}
         key = "items" if fn is judge_and_store else "jobs"
         future = runner.submit(fn, parameters={key: group, "digests": mine, "ctx": ctx})
         flying[future.wrapped_future] = (future, group)
@@ -539,7 +553,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
     dask = ExitStack()
     try:
         plan = discover_day(Path(inbox), day)
-        ids = [p.conversation_id if isinstance(p, Failure | ChatRef) else p.meta.id for p in plan]
+        ids = [identity(p)[0] for p in plan]
         counts["conversations"] = len(plan)
         counts["calls"] = sum(isinstance(p, CallJob) for p in plan)
         counts["chats"] = sum(isinstance(p, ChatRef) for p in plan)
@@ -553,9 +567,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
             if had is not None and had[0] != day and isinstance(item, Failure):
                 ingest_failures.append(item.model_copy(update={"conversation_id": f"{conv_id}~{day}"}))
             elif had is not None and had[0] != day:  # the id is another day's: leave that day alone
-                source = item.meta.source if isinstance(item, CallJob) else (
-                    item.path if isinstance(item, ChatRef) else item.source)
-                meta = item.meta if isinstance(item, CallJob | ChatRef) else None
+                _, source, meta = identity(item)
                 ingest_failures.append(cross_day(conv_id, source, had[0], ctx, meta))
             elif not force and skippable(had, day, digests[conv_id], version):
                 counts["skipped"] += 1
@@ -580,13 +592,14 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
 
         # chats are judged (the judges loading first) while the first calls are recognised: judging is one
         # thread and recognition leaves a core idle while it decodes; a night with chats waited ~15 s for them
+        chat_batches, call_groups = units([i for i in todo if not isinstance(i, Failure)], settings)
         chats = [runner.submit(judge_and_store, parameters={"items": b, "digests": digests, "ctx": ctx})
-                 for b in _groups([i for i in todo if isinstance(i, ChatRef)], BATCH)]
+                 for b in chat_batches]
         # calls: recognised one after the other (bounded pool), judged BATCH at a time, or sooner once the
         # batch has been call_batch_seconds in the making, so a long night's results are stored as it goes
         batch: list[Transcript | Failure] = []
         since = time.monotonic()
-        for heard in _calls_in_order(asr, [i for i in todo if isinstance(i, CallJob)], settings, progress):
+        for heard in _calls_in_order(asr, call_groups, settings, progress):
             counts["recognised"] += 1
             batch.append(heard)
             if len(batch) >= BATCH or time.monotonic() - since >= settings.night.call_batch_seconds:
