@@ -41,6 +41,16 @@ def with_words(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> 
     return load(out)
 
 
+@pytest.fixture(scope="module")
+def without_words(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> JudgeModel:
+    """A tiny model trained without the word bag: a folder as written before words existed (``word_dim`` 0;
+    the shipped judge has words since 2026-12-02)."""
+    out = tmp_path_factory.mktemp("judge-no-words")
+    train(load_corpus([TINY]), TrainOptions(out=out, epochs=1, hidden=32, layers=1, tune_share=0.25,
+                                            report_share=0.25, word_features=False), settings)
+    return load(out)
+
+
 def test_windows_cover_a_long_conversation() -> None:
     assert MAX_TURNS == 40
     assert windows(12) == [(0, 12)]
@@ -121,13 +131,12 @@ def test_a_model_trained_with_words_reads_the_text_stages_words(with_words: Judg
     assert a.tags[0] != b.tags[0]
 
 
-def test_a_folder_without_words_reads_as_before(settings: Settings) -> None:
-    shipped = load(settings.judge_model_path)
-    assert shipped.meta.net.word_dim == 0 and shipped.meta.words == []
-    assert shipped.net.words is None and shipped.net.complaint_by_words is None
-    assert not any(k.startswith(("words.", "complaint_by_words.")) for k in shipped.net.state_dict())
-    none = [0.0] * shipped.meta.net.rule_features
+def test_a_folder_without_words_reads_as_before(without_words: JudgeModel) -> None:
+    assert without_words.meta.net.word_dim == 0 and without_words.meta.words == []
+    assert without_words.net.words is None and without_words.net.complaint_by_words is None
+    assert not any(k.startswith(("words.", "complaint_by_words.")) for k in without_words.net.state_dict())
+    none = [0.0] * without_words.meta.net.rule_features
     turns = [TurnInput("agent", "您好，物业服务中心", none, ["您好", "物业"]), TurnInput("customer", "电梯坏了", none)]
-    batch = shipped.batch([turns])
+    batch = without_words.batch([turns])
     assert batch.word_ids.numel() == 0  # words given are not read by a model without the bag
-    assert shipped.predict(turns) == shipped.predict([TurnInput(t.role, t.text, t.features) for t in turns])
+    assert without_words.predict(turns) == without_words.predict([TurnInput(t.role, t.text, t.features) for t in turns])
