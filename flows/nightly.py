@@ -560,7 +560,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
         _tell(progress, "planned", total=len(plan))
         digests = {i: digest_of(p) for i, p in zip(ids, plan, strict=True)}
         stored = stored_versions(url, settings, ids)
-        todo: list[CallJob | ChatRef | Failure] = []
+        todo: list[CallJob | ChatRef] = []  # ingest failures go to ingest_failures
         ingest_failures: list[Failure] = []
         for conv_id, item in zip(ids, plan, strict=True):
             had = stored.get(conv_id)
@@ -592,7 +592,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
 
         # chats are judged (the judges loading first) while the first calls are recognised: judging is one
         # thread and recognition leaves a core idle while it decodes; a night with chats waited ~15 s for them
-        chat_batches, call_groups = units([i for i in todo if not isinstance(i, Failure)], settings)
+        chat_batches, call_groups = units(todo, settings)
         chats = [runner.submit(judge_and_store, parameters={"items": b, "digests": digests, "ctx": ctx})
                  for b in chat_batches]
         # calls: recognised one after the other (bounded pool), judged BATCH at a time, or sooner once the
@@ -640,7 +640,7 @@ def nightly(inbox: str, date: str | None = None, db_url: str | None = None, forc
             "signals": day_signals(url, day, settings)}
 
 
-def _run_on_dask(stack: ExitStack, todo: Sequence[CallJob | ChatRef | Failure], digests: dict[str, str | None],
+def _run_on_dask(stack: ExitStack, todo: Sequence[CallJob | ChatRef], digests: dict[str, str | None],
                  ctx: NightContext, progress: ProgressCallback | None, count: Callable[[list[Outcome]], None],
                  counts: dict[str, Any], n_workers: int, address: str | None) -> None:
     """The night's work on Dask. The workers report to this flow's Prefect API (an ephemeral one included:
@@ -665,7 +665,7 @@ def _run_on_dask(stack: ExitStack, todo: Sequence[CallJob | ChatRef | Failure], 
     nthreads = sum(runner.client.nthreads().values()) or 1
     log.info("night on Dask: %d workers, %d threads (%s)", len(runner.client.nthreads()), nthreads,
              address or "local cluster")
-    _on_dask(runner, [i for i in todo if isinstance(i, CallJob | ChatRef)], digests, ctx, progress, count,
+    _on_dask(runner, todo, digests, ctx, progress, count,
              counts, ahead=2 * nthreads)
 
 

@@ -547,6 +547,13 @@ def transcribe_call(meta: ConversationMeta, settings: Settings, budget: Budget |
     call = _prepare(meta, settings, budget, 0, stages)
     with _timed(stages, "model_load"):
         model = _model(settings)
+    transcript = _recognise(model, call, settings, stages)
+    _add_stages(stages)
+    return transcript
+
+
+def _recognise(model, call: _Call, settings: Settings, stages: Stages) -> Transcript:
+    """A prepared call's words, then its turns. Raises the E009 of a budget spent during recognition."""
     with _timed(stages, "recognition"):
         heard = recognise_tracks(model, call.tracks, _options(settings))
     words = []
@@ -554,9 +561,7 @@ def transcribe_call(meta: ConversationMeta, settings: Settings, budget: Budget |
         if isinstance(w, InputError):
             raise w
         words.append(w)
-    transcript = _finish(call, words, settings, stages)
-    _add_stages(stages)
-    return transcript
+    return _finish(call, words, settings, stages)
 
 
 def _failed(job: CallJob, e: Exception) -> Failure:
@@ -615,14 +620,7 @@ def transcribe_jobs(jobs: Sequence[CallJob], settings: Settings) -> list[Transcr
                 if model is None:
                     with _timed(stages, "model_load"):
                         model = _model(settings)
-                with _timed(stages, "recognition"):
-                    heard = recognise_tracks(model, call.tracks, _options(settings))
-                words = []
-                for w in heard:
-                    if isinstance(w, InputError):
-                        raise w
-                    words.append(w)
-                results.append(_finish(call, words, settings, stages))
+                results.append(_recognise(model, call, settings, stages))
             except Exception as e:
                 results.append(_failed(job, e))
     _add_stages(stages)
