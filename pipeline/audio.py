@@ -55,7 +55,8 @@ def _check_wav_header(path: Path) -> None:
     try:
         with wave.open(str(path), "rb") as w:
             declared = w.getnframes() * w.getnchannels() * w.getsampwidth()
-    except (wave.Error, EOFError, struct.error, ValueError, OverflowError):
+    # RuntimeError: wave's chunk reader gives up on a chunk size past the end of the file
+    except (wave.Error, EOFError, struct.error, ValueError, OverflowError, RuntimeError):
         return  # not PCM WAV (e.g. float or extensible): PyAV judges it
     data_start = path.stat().st_size - declared
     # A truncated file has less data than the header promises; the header itself is ≥ 44 bytes.
@@ -82,7 +83,18 @@ def decode(path: Path, max_seconds: float | None = None, budget: Budget | None =
         if not container.streams.audio:
             raise InputError("E002", path, detail="no audio stream")
         stream = container.streams.audio[0]
-        channels = stream.codec_context.channels or len(stream.layout.channels)
+        # a garbled fmt chunk can leave FFmpeg with no decoder (format tag 0: no codec context), or with neither
+        # a channel count nor a layout (size field overwritten): a damaged file, not a crash (tests/test_fuzz.py)
+        if stream.codec_context is None:
+            raise InputError("E002", path, detail="no decoder for the audio stream's codec")
+        channels = stream.codec_context.channels
+        if not channels:
+            try:
+                channels = len(stream.layout.channels)
+            except AttributeError:  # PyAV: no layout at all ('AudioStream' has no 'layout', or it is None)
+                channels = 0
+        if channels < 1:
+            raise InputError("E003", path, detail="the header gives no channel count")
         rate = stream.codec_context.sample_rate or stream.rate or 0
         if channels > 2:
             raise InputError("E004", path, channels=channels)
