@@ -87,12 +87,8 @@ def decode(path: Path, max_seconds: float | None = None, budget: Budget | None =
         # a channel count nor a layout (size field overwritten): a damaged file, not a crash (tests/test_fuzz.py)
         if stream.codec_context is None:
             raise InputError("E002", path, detail="no decoder for the audio stream's codec")
-        channels = stream.codec_context.channels
-        if not channels:
-            try:
-                channels = len(stream.layout.channels)
-            except AttributeError:  # PyAV: no layout at all ('AudioStream' has no 'layout', or it is None)
-                channels = 0
+        layout = getattr(stream, "layout", None)  # PyAV raises AttributeError when the stream has none
+        channels = stream.codec_context.channels or (len(layout.channels) if layout is not None else 0)
         if channels < 1:
             raise InputError("E003", path, detail="the header gives no channel count")
         rate = stream.codec_context.sample_rate or stream.rate or 0

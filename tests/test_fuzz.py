@@ -152,6 +152,7 @@ FLAC = (AUDIO / "stereo_short.flac").read_bytes()
 @settings(max_examples=30, deadline=None)
 # the fmt chunk's size field overwritten: FFmpeg then knows neither channel count nor layout
 @example(source=("wav", WAV), cut=0, garble=[(19, 1)])
+# the format tag zeroed: FFmpeg has no decoder for it (no codec context)
 @example(source=("wav", WAV), cut=0, garble=[(20, 0)])
 @given(source=st.sampled_from([("wav", WAV), ("flac", FLAC)]), cut=st.integers(0, 4096),
        garble=st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255)), max_size=6))
