@@ -483,12 +483,17 @@ def train(
         "--base", help="a pretrained transformers encoder folder to fine-tune, e.g. bert-base-chinese/")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 12,
     seed: Annotated[int, typer.Option("--seed")] = 13,
+    members: Annotated[int, typer.Option(
+        "--members", min=1, help="networks trained from seeds seed, seed+1, ...; the judge averages them")] = 3,
     corrections: Annotated[bool, typer.Option(
         "--corrections/--no-corrections", help="include reviewers' corrections from the store")] = True,
     db: DbOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the learned judge on the corpus (and reviewers' corrections); writes the model folder and its card."""
+    from pipeline.learning import numerics
+
+    numerics.pin()  # before torch is imported: the same bytes on any x86-64 machine
     _setup_logging(verbose)
     from pipeline.learning.card import write_card
     from pipeline.learning.corpus import load_corpus
@@ -506,9 +511,9 @@ def train(
     target = out or settings.judge_model_path
     console.print(f"training on {len(conversations)} corpus conversations and {len(from_store)} corrected ones "
                   f"→ {target}")
-    options = TrainOptions(out=target, base=base, epochs=epochs, seed=seed)
+    options = TrainOptions(out=target, base=base, epochs=epochs, seed=seed, members=members)
     with _progress() as progress:
-        bar = progress.add_task("epochs", total=epochs)
+        bar = progress.add_task("epochs", total=epochs * members)
 
         def tick(epoch: int, total: int, loss: float) -> None:
             progress.update(bar, completed=epoch, description=f"epoch {epoch}/{total} loss {loss:.3f}")

@@ -59,7 +59,7 @@ def test_the_setting_is_read_from_the_environment_and_checked(monkeypatch: pytes
 def test_a_batch_moves_whole_and_stays_put_on_its_own_device(settings: Settings) -> None:
     model = load_cached(settings.judge_model_path.resolve(), resolve_device("cpu"))
     assert model.device == torch.device("cpu")
-    assert all(p.device.type == "cpu" for p in model.net.parameters())
+    assert all(p.device.type == "cpu" for m in model.members for p in m.parameters())
     none = [0.0] * model.meta.net.rule_features
     batch = model.batch([[TurnInput("agent", "您好，物业服务中心", none), TurnInput("customer", "电梯坏了", none)]])
     assert batch.to(torch.device("cpu")) is batch  # the CPU path copies nothing

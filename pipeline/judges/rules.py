@@ -24,7 +24,7 @@ from pipeline.errors import ConfigError
 from pipeline.judges.base import register
 from pipeline.schema import COMPLAINT_TYPES, Evidence, Finding, Transcript, Turn
 
-VERSION = "1.2"
+VERSION = "1.3"  # 1.3: 12345 and 不会交 as the recogniser writes them
 _FRAGMENT = 24  # a turn this short (flattened) may be a piece of a longer utterance split by the recogniser
 _CLAUSE = re.compile(r"[，。！？,.!?；;…]+")
 # what ``RulesJudge.turn_features`` returns for each turn, in order (the learned judge reads them as inputs)

@@ -43,7 +43,8 @@ def write_card(folder: Path, summary: dict[str, Any]) -> Path:
         + "the rules' per-turn evidence, and a role embedding;",
         f"  a 1-layer transformer over at most {MAX_TURNS} turns at a time (a longer conversation is read in",
         "  overlapping windows); attention-pooled conversation heads.",
-        f"- Parameters: {summary['parameters']:,}",
+        _ensemble(summary),
+        f"- Parameters: {summary['parameters']:,}" + (" (all members)" if summary.get("members", 1) > 1 else ""),
         "- Files: " + ", ".join(f"{k} {n / 1e6:.1f} MB" for k, n in sizes.items() if n > 100_000),
         "",
         "## Data",
@@ -61,6 +62,7 @@ def write_card(folder: Path, summary: dict[str, Any]) -> Path:
         "```",
         json.dumps(summary["options"], ensure_ascii=False, indent=1),
         "```",
+        "Arithmetic: " + _arithmetic(summary),
         "",
         f"## Scores on the report split ({conv['report']} conversations nothing was trained or tuned on; "
         "written text, exact turns)",
@@ -82,3 +84,26 @@ def write_card(folder: Path, summary: dict[str, Any]) -> Path:
     path = folder / "CARD.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _ensemble(summary: dict[str, Any]) -> str:
+    n = int(summary.get("members", 1))
+    if n == 1:
+        return "- One network (no ensemble)."
+    seeds = ", ".join(str(int(summary["options"]["seed"]) + k) for k in range(n))
+    return (f"- An ensemble of {n} networks, trained alike from seeds {seeds} (each its own initial weights and\n"
+            "  order of the data); the judge averages their logits and attention, and the temperatures and\n"
+            "  thresholds are tuned on that average.")
+
+
+def _arithmetic(summary: dict[str, Any]) -> str:
+    """What the CPU computed with (``numerics``): the same everywhere only when it is the pinned one."""
+    from pipeline.learning import numerics
+
+    state = summary.get("arithmetic")
+    if not state:
+        return "not recorded (trained before `zhijian train` pinned it)."
+    said = ", ".join(f"{k} {v or 'unset'}" for k, v in state.items())
+    if numerics.pinned(state):
+        return f"{said}: pinned, so `zhijian train` on another x86-64 machine with AVX2 gives these bytes."
+    return f"{said}: not the pinned arithmetic; another machine's `zhijian train` gives other bytes."

@@ -91,6 +91,9 @@ class JudgeMeta:
     # "ownership": "agree" (pushed away only when model and rules agree) | "model" | "either". A folder
     # without it (trained before the policy was tuned) keeps the policy it was shipped with.
     backing: dict[str, str] = field(default_factory=dict)
+    # networks whose outputs are averaged (``JudgeModel.others`` beside ``net``); 1 = one network, as every
+    # folder written before ensembles
+    members: int = 1
     version: str = "2"
     format: int = FORMAT_VERSION
     training: dict[str, Any] = field(default_factory=dict)
@@ -419,6 +422,20 @@ class JudgeNet(nn.Module):
 # the folder
 
 
+def averaged(outputs: Sequence[Output]) -> Output:
+    """The ensemble's output: each head's logits and each pool's attention averaged over the members (the
+    masks are the batch's, the same for all)."""
+    if len(outputs) == 1:
+        return outputs[0]
+
+    def mean(name: str) -> torch.Tensor:
+        return torch.stack([getattr(o, name) for o in outputs]).mean(0)
+
+    first = outputs[0]
+    return Output(mean("turn_logits"), mean("complaint_logits"), mean("emotion_logits"), mean("complaint_attention"),
+                  mean("emotion_attention"), first.mask, first.customer)
+
+
 @dataclass
 class Raw:
     """One conversation's uncalibrated outputs, windows merged (``JudgeModel.raw_many``)."""
@@ -432,7 +449,8 @@ class Raw:
 
 @dataclass
 class JudgeModel:
-    """A loaded model: network, tokenizer, n-gram and word indexes and meta, ready to predict."""
+    """A loaded model: network, tokenizer, n-gram and word indexes and meta, ready to predict. ``others`` are
+    the ensemble's further networks (same inputs, other seeds): their outputs are averaged with ``net``'s."""
 
     net: JudgeNet
     tokenizer: Any
@@ -441,6 +459,15 @@ class JudgeModel:
     path: Path
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where ``net`` is
     word_index: dict[str, int] = field(default_factory=dict)
+    others: list[JudgeNet] = field(default_factory=list)
+
+    @property
+    def members(self) -> list[JudgeNet]:
+        return [self.net, *self.others]
+
+    def forward(self, batch: Batch) -> Output:
+        """The ensemble's output for a batch (one network's, when there is one)."""
+        return averaged([m(batch) for m in self.members])
 
     def batch(self, conversations: Sequence[Sequence[TurnInput]],
               spans: Sequence[tuple[int, int]] | None = None) -> Batch:
@@ -466,7 +493,7 @@ class JudgeModel:
                 rows.append(conv[s:e])
                 spans.append((s, len(conv)))
             owner.append(mine)
-        out = self.net(self.batch(rows, spans).to(self.device))
+        out = self.forward(self.batch(rows, spans).to(self.device))
         turn_logits, complaint, emotion = out.turn_logits.cpu(), out.complaint_logits.cpu(), out.emotion_logits.cpu()
         ct_att, em_att = out.complaint_attention.cpu(), out.emotion_attention.cpu()
         raws = []
@@ -559,6 +586,10 @@ def save(model: JudgeModel, folder: Path) -> None:
     model.net.encoder.save_pretrained(str(folder / "encoder"))  # type: ignore[operator]
     model.tokenizer.save_pretrained(str(folder / "encoder"))
     rest = {k: v.contiguous() for k, v in model.net.state_dict().items() if not k.startswith("encoder.")}
+    # the further members whole (encoder included), each under its own prefix: member1.encoder..., member1.bag...
+    for k, other in enumerate(model.others, start=1):
+        rest.update({f"member{k}.{name}": v.contiguous() for name, v in other.state_dict().items()})
+    model.meta.members = 1 + len(model.others)
     save_file(rest, str(folder / "judge.safetensors"))
     # the version names the weights, so every finding says which model made it
     digest = hashlib.sha256((folder / "judge.safetensors").read_bytes())
@@ -605,22 +636,48 @@ def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
             raise ValueError(f"format {meta.format}, this version reads {FORMAT_VERSION}")
         encoder, tokenizer = pretrained_encoder(folder / "encoder")
         net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net, len(meta.words))
-        result = net.load_state_dict(load_file(str(folder / "judge.safetensors")), strict=False)
+        weights = load_file(str(folder / "judge.safetensors"))
+        own = {k: v for k, v in weights.items() if not k.startswith("member")}
+        result = net.load_state_dict(own, strict=False)
         unexpected = [k for k in result.missing_keys if not k.startswith("encoder.")] + list(result.unexpected_keys)
         if unexpected:
             raise ValueError(f"weights do not match the network: {unexpected[:5]}")
+        others = [_member(net, meta, weights, k) for k in range(1, meta.members)]
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise ConfigError("E074", folder, detail=str(e)) from e
-    net.eval()
+    for m in (net, *others):
+        m.eval()
     where = torch.device(device)
     if where.type != "cpu":
         try:
-            net.to(where)
+            for m in (net, *others):
+                m.to(where)
         except (RuntimeError, AssertionError) as e:  # no driver, out of memory, a torch built without CUDA
             raise ConfigError("E077", device=str(where), detail=str(e).splitlines()[0]) from e
     log.info("loaded judge model %s (%s) on %s", folder, meta.version, where)
     return JudgeModel(net, tokenizer, {g: i for i, g in enumerate(meta.ngrams)}, meta, folder, where,
-                      {g: i for i, g in enumerate(meta.words)})
+                      {g: i for i, g in enumerate(meta.words)}, others)
+
+
+def _member(first: JudgeNet, meta: JudgeMeta, weights: dict[str, torch.Tensor], k: int) -> JudgeNet:
+    """Ensemble member ``k`` (k >= 1): the first member's architecture, its own weights (``member{k}.``)."""
+    from transformers import AutoModel
+
+    config = first.encoder.config
+    try:
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)  # as pretrained_encoder: no pooler
+    except TypeError:
+        encoder = AutoModel.from_config(config)
+    net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net, len(meta.words))
+    prefix = f"member{k}."
+    mine = {name.removeprefix(prefix): v for name, v in weights.items() if name.startswith(prefix)}
+    if not mine:
+        raise ValueError(f"judge.json names {meta.members} members, judge.safetensors has no {prefix}* weights")
+    result = net.load_state_dict(mine, strict=False)  # a member is saved whole (an unused pooler aside)
+    wrong = [n for n in result.missing_keys if not n.startswith("encoder.pooler.")] + list(result.unexpected_keys)
+    if wrong:
+        raise ValueError(f"member {k}'s weights do not match the network: {wrong[:5]}")
+    return net
 
 
 @lru_cache(maxsize=2)

@@ -36,7 +36,7 @@ from pipeline.errors import ConfigError
 from pipeline.evaluation.metrics import evaluate
 from pipeline.judges.learned import LearnedJudge, turn_inputs
 from pipeline.judges.rules import FEATURE_NAMES, RulesJudge
-from pipeline.learning import tuning
+from pipeline.learning import numerics, tuning
 from pipeline.learning.augmentation import Example, augmented, normalised, random_window, without_punctuation, words_of
 from pipeline.learning.corpus import AGENT_TAGS, TURN_TAGS, TrainingConversation, tags_for
 from pipeline.learning.model import (
@@ -77,6 +77,7 @@ class TrainOptions:
     weight_decay: float = 0.01
     average_last: int = 4  # epochs whose weights are averaged into the saved model
     seed: int = 13
+    members: int = 3  # networks trained from seeds seed, seed + 1, ...; the judge averages their outputs
     tune_share: float = 0.1  # conversations the decision settings are tuned on (never trained on)
     report_share: float = 0.1  # conversations the card's scores come from (never trained or tuned on)
     hidden: int = 128  # scratch encoder only
@@ -218,50 +219,9 @@ def report_scores(model: JudgeModel, examples: Sequence[Example], reader: Reader
 # training
 
 
-def train(conversations: Sequence[TrainingConversation], options: TrainOptions, settings: Settings,
-          progress: Callable[[int, int, float], None] | None = None) -> tuple[JudgeModel, dict[str, Any]]:
-    """Train on the train split, tune on the tune split, score on the report split, and save a model folder;
-    returns the model and its training summary."""
-    if not conversations:
-        raise ConfigError("E075", detail="the corpus is empty")
-    started = time.monotonic()
-    torch.set_flush_denormal(True)  # tiny weights otherwise slow CPU arithmetic several-fold
-    torch.manual_seed(options.seed)
-    torch.set_num_threads(options.threads)
-    rng = random.Random(options.seed)
-    examples = [Example(c, [normalised(t.text) for t in c.turns]) for c in conversations]
-    splits: dict[Split, list[Example]] = {"train": [], "tune": [], "report": []}
-    for ex in examples:
-        conv = ex.conversation
-        # reviewers' corrections are always trained on: they are few, and each one is a lesson
-        where = "train" if conv.source == "corrections" else split_of(conv.id, options.tune_share, options.report_share)
-        splits[where].append(ex)
-    fit, tune, held = splits["train"], splits["tune"], splits["report"]
-    if not fit:
-        raise ConfigError("E075", detail="every conversation fell in the tune or report split")
-    backing = RulesJudge(settings)  # the judge backs the model with the rules whether or not it reads them
-    reader = Reader(backing if options.rule_features else None,
-                    settings.lexicon_path if options.word_features else None)
-
-    fit_texts = [s for ex in fit for s in ex.texts]
-    out = options.out
-    out.mkdir(parents=True, exist_ok=True)
-    if options.base is not None:
-        encoder, tokenizer = pretrained_encoder(options.base)
-        enc_lr = options.encoder_learning_rate or 3e-5
-    else:
-        vocab = write_char_vocab(fit_texts + [without_punctuation(s) for s in fit_texts], out / "encoder")
-        encoder, tokenizer = new_encoder(vocab, hidden=options.hidden, layers=options.layers)
-        enc_lr = options.encoder_learning_rate or options.learning_rate
-    ngrams = build_ngram_vocab(fit_texts)
-    words = build_word_vocab(reader.words(s) for s in fit_texts) if options.word_features else []
-    net_config = NetConfig(rule_features=len(FEATURE_NAMES) if reader.rules is not None else 0,
-                           word_dim=64 if options.word_features else 0)
-    net = JudgeNet(encoder, encoder_dim(encoder), len(ngrams), net_config, len(words))
-    meta = JudgeMeta(net=net_config, ngrams=ngrams, words=words)
-    model = JudgeModel(net, tokenizer, {g: i for i, g in enumerate(ngrams)}, meta, out,
-                       word_index={g: i for i, g in enumerate(words)})
-
+def _fit(net: JudgeNet, model: JudgeModel, fit: Sequence[Example], reader: Reader, options: TrainOptions,
+         enc_lr: float, rng: random.Random, member: int, progress: Callable[[int, int, float], None] | None) -> None:
+    """Train one network on the train split; its saved weights are the average of its last epochs'."""
     enc_params = list(net.encoder.parameters())
     enc_ids = {id(p) for p in enc_params}
     rest = [p for p in net.parameters() if id(p) not in enc_ids]
@@ -301,20 +261,82 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
                 for name, value in net.state_dict().items():
                     if value.is_floating_point():
                         averaged[name] = averaged.get(name, torch.zeros_like(value)) + value / last
-        log.info("epoch %d/%d loss %.4f", epoch + 1, options.epochs, running / steps_per_epoch)
+        log.info("member %d epoch %d/%d loss %.4f", member + 1, epoch + 1, options.epochs, running / steps_per_epoch)
         if progress is not None:
-            progress(epoch + 1, options.epochs, running / steps_per_epoch)
+            progress(member * options.epochs + epoch + 1, options.members * options.epochs,
+                     running / steps_per_epoch)
 
     if averaged:
         net.load_state_dict({**net.state_dict(), **averaged})
-    net.eval()
+
+
+def train(conversations: Sequence[TrainingConversation], options: TrainOptions, settings: Settings,
+          progress: Callable[[int, int, float], None] | None = None) -> tuple[JudgeModel, dict[str, Any]]:
+    """Train on the train split, tune on the tune split, score on the report split, and save a model folder;
+    returns the model and its training summary."""
+    if not conversations:
+        raise ConfigError("E075", detail="the corpus is empty")
+    started = time.monotonic()
+    torch.set_flush_denormal(True)  # tiny weights otherwise slow CPU arithmetic several-fold
+    torch.set_num_threads(options.threads)
+    arithmetic = numerics.state()
+    if not numerics.pinned(arithmetic):
+        # not an error: the model is as good; only another machine's `zhijian train` will not give its bytes
+        log.warning("training with %s, not the pinned arithmetic %s: the weights will differ from another "
+                    "machine's (`zhijian train` pins it before torch is imported)", arithmetic, numerics.PINNED)
+    examples = [Example(c, [normalised(t.text) for t in c.turns]) for c in conversations]
+    splits: dict[Split, list[Example]] = {"train": [], "tune": [], "report": []}
+    for ex in examples:
+        conv = ex.conversation
+        # reviewers' corrections are always trained on: they are few, and each one is a lesson
+        where = "train" if conv.source == "corrections" else split_of(conv.id, options.tune_share, options.report_share)
+        splits[where].append(ex)
+    fit, tune, held = splits["train"], splits["tune"], splits["report"]
+    if not fit:
+        raise ConfigError("E075", detail="every conversation fell in the tune or report split")
+    backing = RulesJudge(settings)  # the judge backs the model with the rules whether or not it reads them
+    reader = Reader(backing if options.rule_features else None,
+                    settings.lexicon_path if options.word_features else None)
+
+    fit_texts = [s for ex in fit for s in ex.texts]
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    if options.base is None:
+        vocab = write_char_vocab(fit_texts + [without_punctuation(s) for s in fit_texts], out / "encoder")
+    ngrams = build_ngram_vocab(fit_texts)
+    words = build_word_vocab(reader.words(s) for s in fit_texts) if options.word_features else []
+    net_config = NetConfig(rule_features=len(FEATURE_NAMES) if reader.rules is not None else 0,
+                           word_dim=64 if options.word_features else 0)
+    meta = JudgeMeta(net=net_config, ngrams=ngrams, words=words, members=options.members)
+    model: JudgeModel | None = None
+    for k in range(options.members):
+        # each member from its own seed (the first one's is ``seed``): the same inputs, other initial weights and
+        # another order of the data. Their average varies less from one training run to the next than any one
+        # network (issue 12: one network's figures moved 0.02-0.05 with the seed).
+        torch.manual_seed(options.seed + k)
+        rng = random.Random(options.seed + k)
+        if options.base is not None:
+            encoder, tokenizer = pretrained_encoder(options.base)
+            enc_lr = options.encoder_learning_rate or 3e-5
+        else:
+            encoder, tokenizer = new_encoder(vocab, hidden=options.hidden, layers=options.layers)
+            enc_lr = options.encoder_learning_rate or options.learning_rate
+        net = JudgeNet(encoder, encoder_dim(encoder), len(ngrams), net_config, len(words))
+        if model is None:
+            model = JudgeModel(net, tokenizer, {g: i for i, g in enumerate(ngrams)}, meta, out,
+                               word_index={g: i for i, g in enumerate(words)})
+        else:
+            model.others.append(net)
+        _fit(net, model, fit, reader, options, enc_lr, rng, k, progress)
+        net.eval()
+    assert model is not None  # members >= 1
     if tune:
         meta.temperatures = tuning.temperatures(model, tune, [reader.inputs(ex, None) for ex in tune])
         meta.thresholds, meta.rule_weights, meta.backing = tuning.decisions(
             model, tune, reader.turns, reader.rules is not None, backing, options.seed + 1)
     scores = report_scores(model, held, reader, backing, settings) if held else {}
 
-    params = sum(p.numel() for p in net.parameters())
+    params = sum(p.numel() for m in model.members for p in m.parameters())
     summary: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
         "conversations": {"train": len(fit), "tune": len(tune), "report": len(held),
@@ -323,6 +345,8 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
         "sources": sorted({Path(ex.conversation.source.rsplit(":", 1)[0]).name for ex in examples}),
         "encoder": str(options.base) if options.base else f"scratch BERT {options.layers}x{options.hidden}",
         "parameters": params,
+        "members": options.members,
+        "arithmetic": arithmetic,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items() if k != "out"},
         "report": scores,
         "seconds": round(time.monotonic() - started, 1),

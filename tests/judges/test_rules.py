@@ -88,7 +88,7 @@ def test_findings_cover_what_the_judge_declares(judge: RulesJudge) -> None:
     findings = judge(convo(*EXEMPLARY))
     assert {f.item for f in findings} <= set(PRODUCES)
     assert {f.item for f in findings} >= set(PRODUCES) - {"courtesy_violation"}
-    assert all(0 <= f.confidence <= 1 and f.source == "rules:1.2" for f in findings)
+    assert all(0 <= f.confidence <= 1 and f.source == "rules:1.3" for f in findings)
     assert one(findings, "complaint_type").value in COMPLAINT_TYPES
     assert one(findings, "customer_emotion").value in EMOTIONS
 
@@ -154,6 +154,23 @@ def test_escalation_threat_and_mere_mention(judge: RulesJudge) -> None:
         (C, "我家水龙头一直滴水。上回打12345问别的事，人家说家里的东西直接找物业报修就行。"),
     ))
     assert one(mention, "escalation_risk").value is False
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # 12345 as the recogniser writes it: the first digits survive, the rest does not
+    ("今天不给我处理好我就打123座武投诉你们", True),
+    ("你们再不管我就打123次五投诉", True),
+    # refusing to pay, with 交 heard as 焦
+    ("这个不说清楚我是不会焦的", True),
+    ("账单不改过来我肯定不会交了", True),
+    # an accusation of not paying is not a refusal to pay
+    ("你们这搞得好像我欠钱不交一样邻居看见多不好", False),
+    # a room number that starts with 123 is not the hotline
+    ("我住三栋一二三零室门口灯坏了", False),
+])
+def test_escalation_in_recognised_speech(judge: RulesJudge, text: str, expected: bool) -> None:
+    found = judge(convo((A, "您好物业客服"), (C, text), asr=True))
+    assert one(found, "escalation_risk").value is expected, text
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -95,7 +95,7 @@ def test_a_60_turn_conversation_is_judged_in_overlapping_windows(which: str, set
     with torch.inference_mode():  # the two windows by hand, at their places in the whole conversation
         batch = model.batch([inputs[0:40], inputs[20:60]], [(0, 60), (20, 60)])
         assert batch.from_end[0, -1] == 20 and batch.from_end[1, -1] == 0 and batch.position[1, 0] == 20
-        out = model.net(batch)
+        out = model.forward(batch)  # the ensemble, as raw_many reads it
     torch.testing.assert_close(raw.turn_logits[:30], out.turn_logits[0, :30])  # turns 0–29: most central in the first
     torch.testing.assert_close(raw.turn_logits[30:], out.turn_logits[1, 10:40])  # turns 30–59: in the second
     torch.testing.assert_close(raw.complaint_logits, out.complaint_logits.mean(0))

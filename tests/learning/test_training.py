@@ -8,17 +8,21 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from zhijian_testing import chat
 
 from pipeline.config import Settings
 from pipeline.ingest import read_chat
 from pipeline.judges import get_judge
+from pipeline.judges.learned import turn_inputs
 from pipeline.judges.rules import PRODUCES
 from pipeline.learning.card import write_card
 from pipeline.learning.corpus import from_corrections, load_corpus
 from pipeline.learning.model import load
 from pipeline.learning.training import TrainOptions, split_of, train
 from pipeline.learning.tuning import OWNERSHIP_POLICIES
+from pipeline.schema import Turn
 
 TINY = Path(__file__).parent.parent / "fixtures" / "corpus" / "tiny.jsonl"
 
@@ -97,13 +101,46 @@ def test_corrections_are_trained_on(settings: Settings, tmp_path: Path) -> None:
     corrected = from_corrections(result, [("complaint_type", "facility"), ("script.ownership", False)])
     assert corrected is not None
     _, summary = train([*corpus, corrected], TrainOptions(out=tmp_path, epochs=1, hidden=32, layers=1,
-                                                          tune_share=0.0, report_share=0.0, word_features=False),
+                                                          tune_share=0.0, report_share=0.0, word_features=False,
+                                                          members=1),
                        settings)
     assert summary["conversations"]["corrections"] == 1
     assert summary["conversations"]["train"] == 7
     assert summary["report"] == {}  # nothing to report on
-    model = load(tmp_path)  # without the word bag: a folder as every one before it
+    model = load(tmp_path)  # without the word bag, one network: a folder as every one before them
     assert model.meta.net.word_dim == 0 and model.meta.words == [] and model.net.words is None
+    assert model.meta.members == 1 and model.others == []
+    assert not any(k.startswith("member") for k in load_file(str(tmp_path / "judge.safetensors")))
+
+
+def test_the_shipped_recipe_is_an_ensemble_of_three(tiny_model: tuple[Path, dict], settings: Settings) -> None:
+    out, summary = tiny_model
+    assert summary["members"] == 3 and summary["options"]["seed"] == 13
+    weights = load_file(str(out / "judge.safetensors"))
+    for k in (1, 2):  # the further members are saved whole, their encoders included
+        assert any(n.startswith(f"member{k}.encoder.") for n in weights)
+        assert any(n.startswith(f"member{k}.turn_head.") for n in weights)
+    model = load(out)
+    assert model.meta.members == 3 and len(model.others) == 2
+    # the members differ (their own seeds) and the judge reads their average
+    first, second = model.net.turn_head.weight, model.others[0].turn_head.weight
+    assert not torch.equal(first, second)
+    conv = load_corpus([TINY])[0]
+    turns = [Turn(index=i, role=t.role, text=t.text, norm_text=t.text) for i, t in enumerate(conv.turns)]
+    inputs = turn_inputs(turns, [[0.0] * model.meta.net.rule_features for _ in turns])
+    batch = model.batch([inputs])
+    with torch.inference_mode():
+        each = [m(batch).turn_logits for m in model.members]
+        together = model.forward(batch).turn_logits
+    assert torch.allclose(together, torch.stack(each).mean(0))
+    assert "3 networks" in (out / "CARD.md").read_text(encoding="utf-8")
+
+
+def test_training_says_what_arithmetic_it_ran_with(tiny_model: tuple[Path, dict]) -> None:
+    # in this process torch was imported before any pin: training says so, and the card does too
+    out, summary = tiny_model
+    assert set(summary["arithmetic"]) == {"cpu_capability", "mkl_cbwr", "onednn_max_cpu_isa"}
+    assert "Arithmetic" in (out / "CARD.md").read_text(encoding="utf-8")
 
 
 def test_the_splits_are_fixed_by_the_id() -> None:
