@@ -3,6 +3,12 @@
 
 usage: python bench/blind_eval.py [--dev] [--via run|eval] [--out DIR] [--load DIR] [--json]
 
+The blind set is two days, written by two groups of three writers: ``blind`` (2026-11-25, writers 1-3) and
+``blind2`` (2026-11-26, writers 4-6, added 2026-12-03). Each is run as its own night; ``blind_all`` scores both
+nights' records together against both days' labels (score.py over one folder holding both days' labels and
+references). ``blind_all`` is the headline: with twice the conversations, one conversation moves a figure half as
+much.
+
 For each set: ``zhijian run`` over the inbox into a fresh SQLite store (audio recognised, chats read, judges,
 scorecard, store), ``zhijian export`` of the day, then ``../shared/tools/score.py DAY_DIR EXPORT --json``.
 Prints the sets side by side with issue 12's targets and whether each is met. ``--dev`` adds
@@ -35,8 +41,11 @@ SCORE = SHARED / "tools" / "score.py"
 
 SETS = {
     "blind": (ROOT / "bench" / "blind" / "inbox", "2026-11-25"),
+    "blind2": (ROOT / "bench" / "blind" / "inbox", "2026-11-26"),
     "dev": (SHARED / "data" / "dev", "2026-11-21"),
 }
+# sets scored together: their labels, references and result records joined
+JOINED = {"blind_all": ("blind", "blind2")}
 
 # (metric, target, higher is better); None = reported, no target in issue 12
 METRICS: list[tuple[str, float | None, bool]] = [
@@ -108,6 +117,22 @@ def score(day: Path, results: Path) -> dict[str, float]:
     return parsed
 
 
+def score_joined(parts: list[tuple[Path, Path]], work: Path) -> dict[str, float]:
+    """score.py over several days at once: one folder with every day's labels and references, and every
+    night's result records in one file (ids are unique across the days)."""
+    day = work / "joined"
+    day.mkdir()
+    for name in ("labels.jsonl", "refs.jsonl"):
+        with (day / name).open("w", encoding="utf-8") as f:
+            for part, _ in parts:
+                f.write((part / name).read_text(encoding="utf-8"))
+    results = work / "joined-results.jsonl"
+    with results.open("w", encoding="utf-8") as f:
+        for _, records in parts:
+            f.write(records.read_text(encoding="utf-8"))
+    return score(day, results)
+
+
 def met(value: float | None, target: float | None, higher: bool) -> str:
     if target is None or value is None:
         return ""
@@ -141,9 +166,13 @@ def main() -> int:
     ap.add_argument("--load", type=Path, help="take a set's figures from <set>-run.json here instead of running it")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args()
-    names = ["blind", "dev"] if args.dev else ["blind"]
+    names = ["blind", "blind2", "dev"] if args.dev else ["blind", "blind2"]
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
+    # each set's records, for the joined score (removed when the script exits)
+    keeper = tempfile.TemporaryDirectory(prefix="zj-blind-records-")
+    kept = Path(keeper.name)
+    records_of: dict[str, Path] = {}
     for name in names:
         inbox, date = SETS[name]
         day = inbox / date
@@ -154,6 +183,8 @@ def main() -> int:
                 print(f"{name}: {saved} was measured via {record['via']}, not {args.via}", file=sys.stderr)
                 return 2
             scores[name], seconds[name] = record["scores"], record["seconds"]
+            if (args.load / f"{name}-results.jsonl").exists():
+                records_of[name] = args.load / f"{name}-results.jsonl"
             print(f"{name}: loaded from {saved}", file=sys.stderr)
             continue
         if not (day / "labels.jsonl").exists():
@@ -164,12 +195,22 @@ def main() -> int:
             runner = run_nightly if args.via == "run" else run_eval
             results, seconds[name] = runner(inbox, date, work)
             scores[name] = score(day, results)
+            records_of[name] = kept / f"{name}-results.jsonl"
+            records_of[name].write_bytes(results.read_bytes())
             if args.out is not None:
                 args.out.mkdir(parents=True, exist_ok=True)
                 (args.out / f"{name}-results.jsonl").write_bytes(results.read_bytes())
                 record = {"via": args.via, "date": date, "seconds": round(seconds[name], 1), "scores": scores[name]}
                 (args.out / f"{name}-run.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"{name}: done in {seconds[name]:.0f} s", file=sys.stderr)
+    for joined, parts in JOINED.items():
+        if all(p in records_of for p in parts):
+            with tempfile.TemporaryDirectory(prefix=f"zj-{joined}-") as tmp:
+                scores[joined] = score_joined([(SETS[p][0] / SETS[p][1], records_of[p]) for p in parts], Path(tmp))
+            seconds[joined] = sum(seconds[p] for p in parts)
+    # the headline first: the joined blind set, then its days, then dev
+    order = [n for n in (*JOINED, *names) if n in scores]
+    scores, seconds = {n: scores[n] for n in order}, {n: seconds[n] for n in order}
     if args.json:
         print(json.dumps({"via": args.via, "seconds": seconds, "scores": scores}, ensure_ascii=False))
     else:

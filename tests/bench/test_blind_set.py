@@ -13,7 +13,8 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 BLIND = ROOT / "bench" / "blind"
-DAY = BLIND / "inbox" / "2026-11-25"
+DAY = BLIND / "inbox" / "2026-11-25"  # writers 1-3
+DAYS = (DAY, BLIND / "inbox" / "2026-11-26")  # and writers 4-6: one night each
 AUDIO_EXT = (".wav", ".flac", ".mp3")
 
 
@@ -33,7 +34,7 @@ def _scripts() -> dict[str, dict]:
 def test_every_script_matches_the_spec() -> None:
     validate = _load("blind_validate", BLIND / "validate.py")
     scripts = sorted((BLIND / "scripts").glob("*.json"))
-    assert len(scripts) >= 60  # issue 12: at least 60 conversations
+    assert len(scripts) >= 120  # issue 12: at least 60 conversations; two groups of writers, 66 each
     problems = {p.name: validate.check(p)[0] for p in scripts}
     assert {name: errors for name, errors in problems.items() if errors} == {}
 
@@ -53,32 +54,42 @@ def test_validator_catches_what_it_is_for(tmp_path: Path) -> None:
     assert "customer_emotion 'furious'" in errors
 
 
+def _day_of(conv: dict) -> Path:
+    return BLIND / "inbox" / conv["started_at"][:10]
+
+
 def test_inbox_is_rendered_from_exactly_these_scripts() -> None:
     scripts = _scripts()
-    labels = [json.loads(line) for line in (DAY / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {_day_of(conv) for conv in scripts.values()} == set(DAYS)
+    labels = [json.loads(line) for day in DAYS
+              for line in (day / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(labels) == len({x["id"] for x in labels})  # no conversation in two nights
     assert {x["id"]: {k: v for k, v in x.items() if k != "id"} for x in labels} == {
         k: conv["labels"] for k, conv in scripts.items()
     }
     refs: dict[str, list[dict]] = {}
-    for line in (DAY / "refs.jsonl").read_text(encoding="utf-8").splitlines():
-        ref = json.loads(line)
-        refs.setdefault(ref["id"], []).append(ref)
+    for day in DAYS:
+        for line in (day / "refs.jsonl").read_text(encoding="utf-8").splitlines():
+            ref = json.loads(line)
+            refs.setdefault(ref["id"], []).append(ref)
     for k, conv in scripts.items():
+        day = _day_of(conv)
         if conv["channel"] == "call":
-            audio = [p for p in (DAY / "calls").glob(f"{k}.*") if p.suffix in AUDIO_EXT]
+            audio = [p for p in (day / "calls").glob(f"{k}.*") if p.suffix in AUDIO_EXT]
             assert len(audio) == 1, k
-            sidecar = json.loads((DAY / "calls" / f"{k}.json").read_text(encoding="utf-8"))
+            sidecar = json.loads((day / "calls" / f"{k}.json").read_text(encoding="utf-8"))
             assert sidecar["audio_layout"] == conv["audio_layout"]
             assert [(r["role"], r["text"]) for r in refs[k]] == [(t["role"], t["text"]) for t in conv["turns"]]
         else:
-            chat = json.loads((DAY / "chats" / f"{k}.json").read_text(encoding="utf-8"))
+            chat = json.loads((day / "chats" / f"{k}.json").read_text(encoding="utf-8"))
             assert [m["text"] for m in chat["messages"]] == [t["text"] for t in conv["turns"]]
             assert k not in refs
 
 
 def test_inbox_stays_small_enough_for_the_repository() -> None:
-    total = sum(p.stat().st_size for p in DAY.rglob("*") if p.is_file())
-    assert total < 40 * 1024 * 1024
+    for day in DAYS:  # about 1 MB a call
+        total = sum(p.stat().st_size for p in day.rglob("*") if p.is_file())
+        assert total < 40 * 1024 * 1024, day
 
 
 def test_table_marks_targets_the_right_way_round() -> None:
