@@ -17,9 +17,13 @@ attention over the turns. The attention weights name the evidence turns.
 
 The folder (``models/judge/`` by default):
     encoder/          save_pretrained() of the encoder and its tokenizer
-    judge.safetensors the other weights
+    judge.safetensors the other weights; an ensemble's further members whole, under ``member1.``, ``member2.``…
     judge.json        sizes, n-gram vocabulary, calibration temperatures, training summary
     CARD.md           the model card
+
+An ensemble (``JudgeMeta.members`` > 1; ``zhijian train`` makes three) is networks of the same shape and inputs
+trained from other seeds; ``JudgeModel.forward`` averages their outputs (``averaged``), so everything after it —
+windows, temperatures, thresholds — reads one set of logits, as with one network.
 
 Input limits: a conversation is read ``MAX_TURNS`` turns at a time, in training and at inference alike.
 Training reads a random window of a longer conversation each epoch (not its head: closings and farewells are at
