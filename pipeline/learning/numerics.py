@@ -17,15 +17,22 @@ theirs; the model card says what training ran with (``state``).
 from __future__ import annotations
 
 import os
+import sys
 
 # environment variable → value: ATen's kernels, MKL's conditional numerical reproducibility, oneDNN's ISA
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def pin() -> None:
-    """Pin the arithmetic for this process (before torch is imported; settings already made are kept)."""
+def pin() -> bool:
+    """Pin the arithmetic for this process, before torch is imported (settings already made are kept); returns
+    whether it did. Once torch is imported the settings no longer reach this process, only the processes it starts
+    — the nightly run's Dask workers, say, whose judge would then compute in other last bits than this process's —
+    so then nothing is set (training says it ran unpinned)."""
+    if "torch" in sys.modules:
+        return False
     for name, value in PINNED.items():
         os.environ.setdefault(name, value)
+    return True
 
 
 def state() -> dict[str, str]:
