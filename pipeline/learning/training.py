@@ -1,8 +1,9 @@
 """``zhijian train``: the learned judge from the project's corpus (and reviewers' corrections).
 
-Deterministic for a given corpus, seed and thread count: conversations fall in three splits by a hash of
-their id (``split_of``), shuffling, windows and augmentation draw from one seeded generator, and torch is
-seeded. The splits:
+Deterministic for a given corpus, seed and thread count, and on any x86-64 machine with AVX2 when the CPU
+arithmetic is pinned (``numerics``; the ``zhijian train`` command pins it): conversations fall in three splits by
+a hash of their id (``split_of``); each of the ensemble's ``members`` networks is trained from its own seed
+(``seed + k``: torch and the one generator its shuffling, windows and augmentation draw from). The splits:
 - *train*: what the network learns from (reviewers' corrections are always here: they are few, and each one is
   a lesson);
 - *tune*: never trained on; the temperatures, decision thresholds and rule weights are fitted on it
