@@ -308,7 +308,7 @@ def train(conversations: Sequence[TrainingConversation], options: TrainOptions, 
     words = build_word_vocab(reader.words(s) for s in fit_texts) if options.word_features else []
     net_config = NetConfig(rule_features=len(FEATURE_NAMES) if reader.rules is not None else 0,
                            word_dim=64 if options.word_features else 0)
-    meta = JudgeMeta(net=net_config, ngrams=ngrams, words=words, members=options.members)
+    meta = JudgeMeta(net=net_config, ngrams=ngrams, words=words)  # save() sets members from the model
     model: JudgeModel | None = None
     for k in range(options.members):
         # each member from its own seed (the first one's is ``seed``): the same inputs, other initial weights and
