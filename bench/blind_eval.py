@@ -117,9 +117,9 @@ def score(day: Path, results: Path) -> dict[str, float]:
     return parsed
 
 
-def score_joined(parts: list[tuple[Path, Path]], work: Path) -> dict[str, float]:
+def score_joined(parts: list[tuple[Path, bytes]], work: Path) -> dict[str, float]:
     """score.py over several days at once: one folder with every day's labels and references, and every
-    night's result records in one file (ids are unique across the days)."""
+    night's result records (as exported) in one file (ids are unique across the days)."""
     day = work / "joined"
     day.mkdir()
     for name in ("labels.jsonl", "refs.jsonl"):
@@ -129,7 +129,7 @@ def score_joined(parts: list[tuple[Path, Path]], work: Path) -> dict[str, float]
     results = work / "joined-results.jsonl"
     with results.open("w", encoding="utf-8") as f:
         for _, records in parts:
-            f.write(records.read_text(encoding="utf-8"))
+            f.write(records.decode("utf-8"))
     return score(day, results)
 
 
@@ -169,10 +169,9 @@ def main() -> int:
     names = ["blind", "blind2", "dev"] if args.dev else ["blind", "blind2"]
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
-    # each set's records, for the joined score (removed when the script exits)
-    keeper = tempfile.TemporaryDirectory(prefix="zj-blind-records-")
-    kept = Path(keeper.name)
-    records_of: dict[str, Path] = {}
+    # each set's records as exported, for the joined score: held in memory (a night's are a few MB), so the
+    # only copy on disk is the one --out asks for
+    records_of: dict[str, bytes] = {}
     for name in names:
         inbox, date = SETS[name]
         day = inbox / date
@@ -184,7 +183,7 @@ def main() -> int:
                 return 2
             scores[name], seconds[name] = record["scores"], record["seconds"]
             if (args.load / f"{name}-results.jsonl").exists():
-                records_of[name] = args.load / f"{name}-results.jsonl"
+                records_of[name] = (args.load / f"{name}-results.jsonl").read_bytes()
             print(f"{name}: loaded from {saved}", file=sys.stderr)
             continue
         if not (day / "labels.jsonl").exists():
@@ -195,11 +194,10 @@ def main() -> int:
             runner = run_nightly if args.via == "run" else run_eval
             results, seconds[name] = runner(inbox, date, work)
             scores[name] = score(day, results)
-            records_of[name] = kept / f"{name}-results.jsonl"
-            records_of[name].write_bytes(results.read_bytes())
+            records_of[name] = results.read_bytes()
             if args.out is not None:
                 args.out.mkdir(parents=True, exist_ok=True)
-                (args.out / f"{name}-results.jsonl").write_bytes(results.read_bytes())
+                (args.out / f"{name}-results.jsonl").write_bytes(records_of[name])
                 record = {"via": args.via, "date": date, "seconds": round(seconds[name], 1), "scores": scores[name]}
                 (args.out / f"{name}-run.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"{name}: done in {seconds[name]:.0f} s", file=sys.stderr)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -641,7 +642,13 @@ def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
         encoder, tokenizer = pretrained_encoder(folder / "encoder")
         net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net, len(meta.words))
         weights = load_file(str(folder / "judge.safetensors"))
-        own = {k: v for k, v in weights.items() if not k.startswith("member")}
+        # the further members' weights are the keys ``member{k}.…`` (``save``); every k must be one judge.json
+        # names, so a stray or missing member is an error here, not a silently smaller ensemble
+        found = {int(m.group(1)) for m in map(_MEMBER_KEY.match, weights) if m}
+        if found != set(range(1, meta.members)):
+            raise ValueError(f"judge.json names {meta.members} members, judge.safetensors holds member weights "
+                             f"{sorted(found)} beside the first network's")
+        own = {k: v for k, v in weights.items() if not _MEMBER_KEY.match(k)}
         result = net.load_state_dict(own, strict=False)
         unexpected = [k for k in result.missing_keys if not k.startswith("encoder.")] + list(result.unexpected_keys)
         if unexpected:
@@ -663,6 +670,9 @@ def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
                       {g: i for i, g in enumerate(meta.words)}, others)
 
 
+_MEMBER_KEY = re.compile(r"member(\d+)\.")  # a further member's weight name in judge.safetensors (``save``)
+
+
 def _member(first: JudgeNet, meta: JudgeMeta, weights: dict[str, torch.Tensor], k: int) -> JudgeNet:
     """Ensemble member ``k`` (k >= 1): the first member's architecture, its own weights (``member{k}.``)."""
     from transformers import AutoModel
@@ -675,8 +685,6 @@ def _member(first: JudgeNet, meta: JudgeMeta, weights: dict[str, torch.Tensor], 
     net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net, len(meta.words))
     prefix = f"member{k}."
     mine = {name.removeprefix(prefix): v for name, v in weights.items() if name.startswith(prefix)}
-    if not mine:
-        raise ValueError(f"judge.json names {meta.members} members, judge.safetensors has no {prefix}* weights")
     result = net.load_state_dict(mine, strict=False)  # a member is saved whole (an unused pooler aside)
     wrong = [n for n in result.missing_keys if not n.startswith("encoder.pooler.")] + list(result.unexpected_keys)
     if wrong:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from safetensors.torch import load_file
 from zhijian_testing import chat
 
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
 from pipeline.ingest import read_chat
 from pipeline.judges import get_judge
 from pipeline.judges.learned import turn_inputs
@@ -134,6 +136,20 @@ def test_the_shipped_recipe_is_an_ensemble_of_three(tiny_model: tuple[Path, dict
         together = model.forward(batch).turn_logits
     assert torch.allclose(together, torch.stack(each).mean(0))
     assert "3 networks" in (out / "CARD.md").read_text(encoding="utf-8")
+
+
+def test_a_folder_whose_members_disagree_with_its_weights_is_refused(tiny_model: tuple[Path, dict],
+                                                                   tmp_path: Path) -> None:
+    # judge.json names the members; the weights must hold exactly those, not one more or one fewer
+    out, _ = tiny_model
+    folder = tmp_path / "judge"
+    shutil.copytree(out, folder)
+    meta = json.loads((folder / "judge.json").read_text(encoding="utf-8"))
+    for members in (2, 4):
+        (folder / "judge.json").write_text(json.dumps({**meta, "members": members}), encoding="utf-8")
+        with pytest.raises(ConfigError) as err:
+            load(folder)
+        assert err.value.code == "E074" and f"names {members} members" in str(err.value)
 
 
 def test_training_says_what_arithmetic_it_ran_with(tiny_model: tuple[Path, dict]) -> None:
