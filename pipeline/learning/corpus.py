@@ -82,11 +82,21 @@ def _corpus_conversation(raw: dict[str, Any], where: str) -> TrainingConversatio
         raise InputError("E070", where, detail=str(e)) from e
 
 
+def corpus_files(folder: Path) -> list[Path]:
+    """A corpus folder's ``*.jsonl`` files in training order: its own files by name, then each subfolder's, the
+    subfolders by name. Batches that join the corpus later go in a subfolder of their own, so they come after
+    every older batch and the older ones keep their order: the order the conversations are read in changes the
+    trained bytes (vocabulary ties, shuffling), and a judge trained with ``--corpus conversations --corpus
+    candidates`` is reproduced by the default corpus once the candidates join it as a subfolder."""
+    return [*sorted(folder.glob("*.jsonl")),
+            *(f for sub in sorted(d for d in folder.iterdir() if d.is_dir()) for f in corpus_files(sub))]
+
+
 def load_corpus(paths: Iterable[Path]) -> list[TrainingConversation]:
-    """Every conversation of the given corpus files (or folders of ``*.jsonl``), in a stable order."""
+    """Every conversation of the given corpus files (or folders, ``corpus_files``), in a stable order."""
     files: list[Path] = []
     for p in paths:
-        files.extend(sorted(p.glob("*.jsonl")) if p.is_dir() else [p])
+        files.extend(corpus_files(p) if p.is_dir() else [p])
     out: list[TrainingConversation] = []
     seen: set[str] = set()
     for f in files:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.learning.corpus import AGENT_TAGS, from_corrections, load_corpus, parse_correction
+from pipeline.learning.corpus import AGENT_TAGS, corpus_files, from_corrections, load_corpus, parse_correction
 
 TINY = Path(__file__).parent.parent / "fixtures" / "corpus" / "tiny.jsonl"
 SHIPPED = Path(__file__).parent.parent.parent / "models" / "corpus" / "conversations"
@@ -29,8 +29,29 @@ def test_shipped_corpus_is_valid_and_large() -> None:
     assert len({c.id for c in convs}) == len(convs)
 
 
+def test_batches_that_joined_later_are_read_after_the_older_ones(tmp_path: Path) -> None:
+    # the reading order changes the trained bytes: a subfolder's batches come after the folder's own, so a batch
+    # joining the corpus never moves the older ones (models/corpus/FORMAT.md)
+    lines = TINY.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "later").mkdir()
+    for name, line in (("batch_9.jsonl", lines[0]), ("batch_10.jsonl", lines[1]), ("later/batch_4.jsonl", lines[2]),
+                       ("later/batch_40.jsonl", lines[3])):
+        (tmp_path / name).write_text(line + "\n", encoding="utf-8")
+    assert [f.relative_to(tmp_path).as_posix() for f in corpus_files(tmp_path)] == [
+        "batch_10.jsonl", "batch_9.jsonl", "later/batch_4.jsonl", "later/batch_40.jsonl"]
+    assert [c.id for c in load_corpus([tmp_path])] == [json.loads(lines[k])["id"] for k in (1, 0, 2, 3)]
+
+
+def test_the_shipped_corpus_holds_the_batches_that_joined_it() -> None:
+    # batches 40-45 joined on 2026-12-04 as a subfolder, read after batches 2-39: the shipped judge's order
+    sources = [Path(c.source.rsplit(":", 1)[0]) for c in load_corpus([SHIPPED])]
+    names = list(dict.fromkeys(p.relative_to(SHIPPED).as_posix() for p in sources))
+    assert names[-6:] == [f"batches_40-45/batch_{n}.jsonl" for n in range(40, 46)]
+    assert len(sources) >= 4900
+
+
 def test_candidate_batches_are_valid_and_join_without_clashing_ids() -> None:
-    # batches written but not yet trained on by the shipped judge (models/corpus/FORMAT.md, batches 40-45)
+    # batches written but not yet trained on by the shipped judge (models/corpus/FORMAT.md, batches 46-51)
     candidates = [c.id for c in load_corpus([SHIPPED.parent / "candidates"])]
     shipped = {c.id for c in load_corpus([SHIPPED])}
     assert len(candidates) >= 1000
