@@ -641,19 +641,16 @@ def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
             raise ValueError(f"format {meta.format}, this version reads {FORMAT_VERSION}")
         encoder, tokenizer = pretrained_encoder(folder / "encoder")
         net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net, len(meta.words))
-        weights = load_file(str(folder / "judge.safetensors"))
-        # the further members' weights are the keys ``member{k}.…`` (``save``); every k must be one judge.json
-        # names, so a stray or missing member is an error here, not a silently smaller ensemble
-        found = {int(m.group(1)) for m in map(_MEMBER_KEY.match, weights) if m}
-        if found != set(range(1, meta.members)):
+        own, further = _by_member(load_file(str(folder / "judge.safetensors")))
+        # every member judge.json names must be there, and no other: not a silently smaller ensemble
+        if sorted(further) != list(range(1, meta.members)):
             raise ValueError(f"judge.json names {meta.members} members, judge.safetensors holds member weights "
-                             f"{sorted(found)} beside the first network's")
-        own = {k: v for k, v in weights.items() if not _MEMBER_KEY.match(k)}
+                             f"{sorted(further)} beside the first network's")
         result = net.load_state_dict(own, strict=False)
         unexpected = [k for k in result.missing_keys if not k.startswith("encoder.")] + list(result.unexpected_keys)
         if unexpected:
             raise ValueError(f"weights do not match the network: {unexpected[:5]}")
-        others = [_member(net, meta, weights, k) for k in range(1, meta.members)]
+        others = [_member(net, meta, further[k], k) for k in range(1, meta.members)]
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise ConfigError("E074", folder, detail=str(e)) from e
     for m in (net, *others):
@@ -673,8 +670,22 @@ def load(folder: Path, device: torch.device | str = "cpu") -> JudgeModel:
 _MEMBER_KEY = re.compile(r"member(\d+)\.")  # a further member's weight name in judge.safetensors (``save``)
 
 
-def _member(first: JudgeNet, meta: JudgeMeta, weights: dict[str, torch.Tensor], k: int) -> JudgeNet:
-    """Ensemble member ``k`` (k >= 1): the first member's architecture, its own weights (``member{k}.``)."""
+def _by_member(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[int, dict[str, torch.Tensor]]]:
+    """judge.safetensors split as ``save`` wrote it: the first network's weights, and each further member's
+    (``member{k}.name``) under its k with the prefix removed."""
+    own: dict[str, torch.Tensor] = {}
+    further: dict[int, dict[str, torch.Tensor]] = {}
+    for name, v in weights.items():
+        m = _MEMBER_KEY.match(name)
+        if m is None:
+            own[name] = v
+        else:
+            further.setdefault(int(m.group(1)), {})[name[m.end():]] = v
+    return own, further
+
+
+def _member(first: JudgeNet, meta: JudgeMeta, mine: dict[str, torch.Tensor], k: int) -> JudgeNet:
+    """Ensemble member ``k`` (k >= 1): the first member's architecture, its own weights (``mine``)."""
     from transformers import AutoModel
 
     config = first.encoder.config
@@ -683,8 +694,6 @@ def _member(first: JudgeNet, meta: JudgeMeta, weights: dict[str, torch.Tensor], 
     except TypeError:
         encoder = AutoModel.from_config(config)
     net = JudgeNet(encoder, encoder_dim(encoder), len(meta.ngrams), meta.net, len(meta.words))
-    prefix = f"member{k}."
-    mine = {name.removeprefix(prefix): v for name, v in weights.items() if name.startswith(prefix)}
     result = net.load_state_dict(mine, strict=False)  # a member is saved whole (an unused pooler aside)
     wrong = [n for n in result.missing_keys if not n.startswith("encoder.pooler.")] + list(result.unexpected_keys)
     if wrong:
