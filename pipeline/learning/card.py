@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.learning import tuning
 from pipeline.learning.model import MAX_TURNS
 
 
@@ -53,7 +54,9 @@ def write_card(folder: Path, summary: dict[str, Any]) -> Path:
         "- Three splits by a hash of the conversation's id:",
         f"  - train: {conv['train']} conversations ({summary['turns']} turns), the only ones the network learns from;",
         f"  - tune: {conv['tune']} conversations, never trained on; the temperatures, thresholds and rule weights",
-        "    are fitted on them;",
+        "    are fitted on them (a threshold is the middle of the run of grid points within"
+        f" {tuning.PLATEAU} F1 of the best,",
+        "    so a flat curve does not hand the choice to its edge);",
         f"  - report: {conv['report']} conversations, neither trained nor tuned on; the scores below are theirs.",
         "- The corpus is written by the project (see `models/corpus/FORMAT.md`), not real recordings. The dev set",
         "  (`../shared/data/dev`) and the STC-3 dialogues are never trained on: they are the yardsticks.",

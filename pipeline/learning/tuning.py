@@ -69,8 +69,28 @@ def temperatures(model: JudgeModel, examples: Sequence[Example],
     return temps
 
 
+# Thresholds whose tune F1 is within this of the best are taken as level with it: one tune conversation moves a
+# conversation-level F1 by about this much. Without it the grid's edge won by a hair: 2.e388b6f9's ownership
+# threshold is 0.85, the grid's top, where 0.60 scores within 0.005 of it on the unseen corpus.
+PLATEAU = 0.01
+
+
+def plateau_middle(scores: Sequence[float]) -> int:
+    """The index of the threshold to use, given each grid threshold's score: the middle of the run of near-best
+    scores (within ``PLATEAU`` of the best, contiguous) around the best one nearest 0.5, so a flat curve gives
+    a threshold in its middle rather than at whichever end won by rounding."""
+    best = max(scores)
+    at = min((i for i, s in enumerate(scores) if s == best), key=lambda i: abs(_THRESHOLDS[i] - 0.5))
+    lo = hi = at
+    while lo > 0 and scores[lo - 1] >= best - PLATEAU:
+        lo -= 1
+    while hi < len(scores) - 1 and scores[hi + 1] >= best - PLATEAU:
+        hi += 1
+    return (lo + hi) // 2
+
+
 def _best_threshold(score: Callable[[float], float]) -> float:
-    return max(_THRESHOLDS, key=lambda t: (round(score(t), 4), -abs(t - 0.5)))
+    return _THRESHOLDS[plateau_middle([round(score(t), 4) for t in _THRESHOLDS])]
 
 
 def renderings(examples: Sequence[Example], seed: int) -> list[Example]:
@@ -181,10 +201,12 @@ def decisions(model: JudgeModel, examples: Sequence[Example], turns_of: Callable
         if sum(t for t, _, _ in maxima) < 5:
             continue
         if tag == "ownership_violation":
-            best = max(((how, th) for how in OWNERSHIP_POLICIES for th in _THRESHOLDS),
-                       key=lambda c: (round(f1((t, pushed_away(p >= c[1], r, c[0])) for t, p, r in maxima), 4),
-                                      -OWNERSHIP_POLICIES.index(c[0]), -abs(c[1] - 0.5)))
-            policy["ownership"], thresholds[tag] = best
+            # the policy whose best threshold scores highest (the earlier policy on a tie), then that policy's
+            # threshold by the plateau rule
+            curves = {how: [round(f1((t, pushed_away(p >= th, r, how)) for t, p, r in maxima), 4)
+                            for th in _THRESHOLDS] for how in OWNERSHIP_POLICIES}
+            how = max(OWNERSHIP_POLICIES, key=lambda h: (max(curves[h]), -OWNERSHIP_POLICIES.index(h)))
+            policy["ownership"], thresholds[tag] = how, _THRESHOLDS[plateau_middle(curves[how])]
         elif tag == "escalation":
             thresholds[tag] = _best_threshold(_backed_f1(maxima, present_is_positive=True))
         else:

@@ -43,11 +43,13 @@ def test_batches_that_joined_later_are_read_after_the_older_ones(tmp_path: Path)
 
 
 def test_the_shipped_corpus_holds_the_batches_that_joined_it() -> None:
-    # batches 40-45 joined on 2026-12-04 as a subfolder, read after batches 2-39: the shipped judge's order
+    # batches 40-45 and 46-51 joined as subfolders, read after batches 2-39 and in that order, so each judge's
+    # corpus order is kept when a later group joins
     sources = [Path(c.source.rsplit(":", 1)[0]) for c in load_corpus([SHIPPED])]
     names = list(dict.fromkeys(p.relative_to(SHIPPED).as_posix() for p in sources))
-    assert names[-6:] == [f"batches_40-45/batch_{n}.jsonl" for n in range(40, 46)]
-    assert len(sources) >= 4900
+    assert names[-12:] == ([f"batches_40-45/batch_{n}.jsonl" for n in range(40, 46)]
+                           + [f"batches_46-51/batch_{n}.jsonl" for n in range(46, 52)])
+    assert len(sources) >= 5900
 
 
 def test_candidate_batches_are_valid_and_join_without_clashing_ids() -> None:
