@@ -53,10 +53,10 @@ def test_the_shipped_corpus_holds_the_batches_that_joined_it() -> None:
 
 
 def test_candidate_batches_are_valid_and_join_without_clashing_ids() -> None:
-    # batches written but not yet trained on by the shipped judge (models/corpus/FORMAT.md, batches 46-51)
+    # batches written but not trained on (models/corpus/FORMAT.md, batches 52-57: the unseen measure)
     candidates = [c.id for c in load_corpus([SHIPPED.parent / "candidates"])]
     shipped = {c.id for c in load_corpus([SHIPPED])}
-    assert len(candidates) >= 1000
+    assert len(candidates) >= 990
     assert len(set(candidates)) == len(candidates) and not shipped & set(candidates)
 
 
