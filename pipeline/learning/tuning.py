@@ -71,14 +71,19 @@ def temperatures(model: JudgeModel, examples: Sequence[Example],
 
 # Thresholds whose tune F1 is within this of the best are taken as level with it: one tune conversation moves a
 # conversation-level F1 by about this much. Without it the grid's edge won by a hair: 2.e388b6f9's ownership
-# threshold is 0.85, the grid's top, where 0.60 scores within 0.005 of it on the unseen corpus.
+# threshold is 0.85, the grid's top, where 0.60 scores within 0.005 of it on the unseen corpus. Only thresholds
+# follow this rule: temperatures minimise the likelihood, rule weights and the ownership policy are still the
+# best score (weights are scored by accuracy or macro F1, where an F1-sized plateau would not carry over).
+# Known edge (review of da17f58): a score exactly PLATEAU below the best may fall either side in floating point;
+# changing the comparison would change what a clean checkout trains, so it waits for the next judge.
 PLATEAU = 0.01
 
 
 def plateau_middle(scores: Sequence[float]) -> int:
     """The index of the threshold to use, given each grid threshold's score: the middle of the run of near-best
     scores (within ``PLATEAU`` of the best, contiguous) around the best one nearest 0.5, so a flat curve gives
-    a threshold in its middle rather than at whichever end won by rounding."""
+    a threshold in its middle rather than at whichever end won by rounding. A run of even length gives the
+    lower of its two middle points."""
     best = max(scores)
     at = min((i for i, s in enumerate(scores) if s == best), key=lambda i: abs(_THRESHOLDS[i] - 0.5))
     lo = hi = at
@@ -87,6 +92,14 @@ def plateau_middle(scores: Sequence[float]) -> int:
     while hi < len(scores) - 1 and scores[hi + 1] >= best - PLATEAU:
         hi += 1
     return (lo + hi) // 2
+
+
+def ownership_choice(curves: dict[str, list[float]]) -> tuple[str, float]:
+    """The ownership policy and its threshold, given each policy's score at each grid threshold: the policy whose
+    best point scores highest (the earlier of ``OWNERSHIP_POLICIES`` on a tie: the policy the joint search of
+    policy and threshold chose before the plateau rule), then that policy's threshold by ``plateau_middle``."""
+    how = max(OWNERSHIP_POLICIES, key=lambda h: (max(curves[h]), -OWNERSHIP_POLICIES.index(h)))
+    return how, _THRESHOLDS[plateau_middle(curves[how])]
 
 
 def _best_threshold(score: Callable[[float], float]) -> float:
@@ -201,12 +214,9 @@ def decisions(model: JudgeModel, examples: Sequence[Example], turns_of: Callable
         if sum(t for t, _, _ in maxima) < 5:
             continue
         if tag == "ownership_violation":
-            # the policy whose best threshold scores highest (the earlier policy on a tie), then that policy's
-            # threshold by the plateau rule
             curves = {how: [round(f1((t, pushed_away(p >= th, r, how)) for t, p, r in maxima), 4)
                             for th in _THRESHOLDS] for how in OWNERSHIP_POLICIES}
-            how = max(OWNERSHIP_POLICIES, key=lambda h: (max(curves[h]), -OWNERSHIP_POLICIES.index(h)))
-            policy["ownership"], thresholds[tag] = how, _THRESHOLDS[plateau_middle(curves[how])]
+            policy["ownership"], thresholds[tag] = ownership_choice(curves)
         elif tag == "escalation":
             thresholds[tag] = _best_threshold(_backed_f1(maxima, present_is_positive=True))
         else:

@@ -27,13 +27,30 @@ def test_the_plateau_is_the_run_around_the_best_only() -> None:
 
 def test_ties_at_the_best_start_from_the_one_nearest_one_half() -> None:
     scores = [0.9] + [0.5] * (len(GRID) - 2) + [0.9]
-    assert tuning.plateau_middle(scores) in (0, len(GRID) - 1)
+    assert tuning.plateau_middle(scores) == 0  # 0.20 is nearer 0.5 than 0.85
     scores = [0.5] * len(GRID)
     for t in (0.25, 0.5):
         scores[GRID.index(t)] = 0.9
     assert GRID[tuning.plateau_middle(scores)] == 0.5
 
 
+def test_an_even_run_gives_the_lower_middle_point() -> None:
+    scores = [0.5] * len(GRID)
+    for t in (0.4, 0.45, 0.5, 0.55):
+        scores[GRID.index(t)] = 0.9
+    assert GRID[tuning.plateau_middle(scores)] == 0.45
+
+
 def test_best_threshold_reads_the_score_at_each_grid_point() -> None:
     assert tuning._best_threshold(lambda th: 1.0 - abs(th - 0.4)) == 0.4
-    assert tuning._best_threshold(lambda th: 1.0) == GRID[(len(GRID) - 1) // 2]
+    # a slope too gentle to leave the plateau: the old rule took the top (0.85), this one the middle
+    assert tuning._best_threshold(lambda th: 0.8 + 0.01 * th) == GRID[(len(GRID) - 1) // 2]
+
+
+def test_ownership_takes_the_best_policy_then_its_plateau() -> None:
+    flat = [0.80] * len(GRID)
+    higher = [0.70] * 6 + [0.82] * 8  # 0.50 … 0.85 near-best
+    curves = {"agree": flat, "model": higher, "either": flat}
+    assert tuning.ownership_choice(curves) == ("model", GRID[(6 + 13) // 2])
+    # a tie between policies goes to the one listed first (the policy shipped before)
+    assert tuning.ownership_choice({h: flat for h in tuning.OWNERSHIP_POLICIES})[0] == tuning.OWNERSHIP_POLICIES[0]
