@@ -162,8 +162,9 @@ def decisions(model: JudgeModel, examples: Sequence[Example], turns_of: Callable
               uses_rules: bool, backing: RulesJudge, seed: int
               ) -> tuple[dict[str, float], dict[str, float], dict[str, str]]:
     """Per-tag decision thresholds, the backing policy, and per conversation-level head the weight of the rules'
-    evidence beside the model's, each maximising the score the product is judged by, on the tune conversations
-    as written *and* as a recogniser would deliver them.
+    evidence beside the model's, each chosen on the score the product is judged by (a threshold by
+    ``plateau_middle``, the rest by the best score), on the tune conversations as written *and* as a recogniser
+    would deliver them.
 
     The thresholds are tuned with the rules' backing applied as ``LearnedJudge`` applies it (a script item or a
     threat the rules see is there; a turn the rules find rude, or with an explicit 服务禁语, is rude; a model-only
